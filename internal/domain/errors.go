@@ -1,0 +1,69 @@
+// Package domain holds the pub/sub model: topic names, messages, events, the per-topic history ring,
+// the bounded per-subscriber queue and the topic registry. It does no I/O and knows nothing of
+// telemetry or transports; every other layer depends on it, never the other way round.
+package domain
+
+import "fmt"
+
+// Kind classifies a failure. Transports map each Kind, in exactly one table, to an HTTP status and a
+// wire error code, so the domain never needs to know either.
+type Kind uint8
+
+// The failure kinds. KindInternal is the zero value on purpose: an unclassified error is internal.
+const (
+	KindInternal Kind = iota
+	KindInvalid
+	KindNotFound
+	KindExists
+	KindUnavailable
+	KindTooLarge
+	KindSlowConsumer
+	KindUnauthorized
+	KindRateLimited
+)
+
+// Error is a classified failure with a message meant for the person at the other end.
+type Error struct {
+	Kind Kind
+	Msg  string
+}
+
+// Error returns the human-readable message.
+func (e *Error) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrNotFound) true for every *Error of the same Kind, whatever its message.
+// Only the message-less sentinels below match by kind; two messages never match each other.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Msg == "" && t.Kind == e.Kind
+}
+
+// Sentinels, one per kind, for errors.Is.
+var (
+	ErrInvalid      = &Error{Kind: KindInvalid}
+	ErrNotFound     = &Error{Kind: KindNotFound}
+	ErrExists       = &Error{Kind: KindExists}
+	ErrUnavailable  = &Error{Kind: KindUnavailable}
+	ErrTooLarge     = &Error{Kind: KindTooLarge}
+	ErrSlowConsumer = &Error{Kind: KindSlowConsumer}
+)
+
+// Errorf builds a classified error with a formatted message.
+func Errorf(k Kind, format string, args ...any) error {
+	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}
+}
+
+// KindOf returns the Kind of err, KindInternal when err carries none.
+func KindOf(err error) Kind {
+	for err != nil {
+		if e, ok := err.(*Error); ok {
+			return e.Kind
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return KindInternal
+		}
+		err = u.Unwrap()
+	}
+	return KindInternal
+}

@@ -1,0 +1,287 @@
+package domain
+
+import "sync"
+
+// Policy says what happens when a subscriber's queue is full.
+type Policy uint8
+
+// The overflow policies of PROTOCOL.md. DropOldest is the zero value and the default.
+const (
+	// DropOldest discards the oldest queued event to make room, and the subscriber is told how many it
+	// lost before its next event.
+	DropOldest Policy = iota
+	// Disconnect ends the subscriber's connection: better no stream than a stream with holes for
+	// consumers that cannot tolerate gaps.
+	Disconnect
+)
+
+// ParsePolicy parses "drop_oldest" or "disconnect".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "drop_oldest":
+		return DropOldest, nil
+	case "disconnect":
+		return Disconnect, nil
+	}
+	return 0, Errorf(KindInvalid, "overflow policy %q is not one of drop_oldest, disconnect", s)
+}
+
+// String returns the configuration spelling of p.
+func (p Policy) String() string {
+	if p == Disconnect {
+		return "disconnect"
+	}
+	return "drop_oldest"
+}
+
+// EndReason says why a subscription ended. The zero value means it is still live.
+type EndReason uint8
+
+// The reasons a subscription ends.
+const (
+	Live EndReason = iota
+	Unsubscribed
+	TopicDeleted
+	Replaced   // another connection took the client id over
+	ConnClosed // the owning connection went away
+)
+
+// Waker is the owner of subscriptions (a connection): it is woken, without blocking, whenever one of
+// its subscriptions has something to write. Wake must be cheap and must never block.
+type Waker interface{ Wake() }
+
+// Subscription is one client id's subscription to one topic: a bounded queue of events waiting to be
+// written, plus the replay that must go out before them. The topic pushes, the owner's writer
+// drains; both may run concurrently.
+type Subscription struct {
+	Topic    TopicName
+	ClientID string
+	Owner    Waker
+
+	policy Policy
+
+	mu       sync.Mutex
+	buf      []*Event // circular; grows on demand up to limit, so idle subscribers stay small
+	limit    int
+	head, n  int
+	replay   []*Event // history for last_n, written before buf
+	dropped  uint64   // dropped by DropOldest since the last Drain that reported them
+	overflow bool     // Disconnect policy tripped
+	held     bool     // replay and events wait until the owner has written the ack
+	end      EndReason
+	lost     uint64 // events discarded by an end, reported once by Drain
+}
+
+func newSubscription(topic TopicName, clientID string, owner Waker, capacity int, p Policy) *Subscription {
+	if capacity < 1 {
+		capacity = 1
+	}
+	return &Subscription{Topic: topic, ClientID: clientID, Owner: owner, policy: p, limit: capacity, held: true}
+}
+
+// pushResult tells the fan-out what happened to one enqueue.
+type pushResult uint8
+
+const (
+	pushed pushResult = iota
+	pushedDroppedOldest
+	pushOverflow // Disconnect tripped by this push
+	pushIgnored  // the subscription has ended or already overflowed
+)
+
+// push enqueues ev without ever blocking and returns the queue depth after it.
+func (s *Subscription) push(ev *Event) (int, pushResult) {
+	s.mu.Lock()
+	if s.end != Live || s.overflow {
+		s.mu.Unlock()
+		return 0, pushIgnored
+	}
+	if s.n == len(s.buf) && s.n < s.limit {
+		s.growLocked()
+	}
+	c := len(s.buf)
+	res := pushed
+	if s.n == c {
+		if s.policy == Disconnect {
+			s.overflow = true
+			s.lost += uint64(s.n) + 1 // the queued events and this one never reach the client
+			s.clearLocked()
+			s.mu.Unlock()
+			return c, pushOverflow
+		}
+		s.buf[s.head] = nil
+		s.head = (s.head + 1) % c
+		s.n--
+		s.dropped++
+		res = pushedDroppedOldest
+	}
+	s.buf[(s.head+s.n)%c] = ev
+	s.n++
+	depth := s.n
+	s.mu.Unlock()
+	return depth, res
+}
+
+// growLocked doubles the ring (from 8, up to limit), unrolling it so the oldest event is first.
+func (s *Subscription) growLocked() {
+	size := min(max(2*len(s.buf), 8), s.limit)
+	buf := make([]*Event, size)
+	for i := 0; i < s.n; i++ {
+		buf[i] = s.buf[(s.head+i)%len(s.buf)]
+	}
+	s.buf, s.head = buf, 0
+}
+
+func (s *Subscription) clearLocked() {
+	for i := range s.buf {
+		s.buf[i] = nil
+	}
+	s.head, s.n = 0, 0
+	s.replay = nil
+}
+
+// Batch is what one Drain hands the writer, in the order it must be written: a SLOW_CONSUMER notice
+// when Dropped > 0, then Events, then the end notice when End != Live. When Overflow is set the
+// writer must report SLOW_CONSUMER and close the connection instead.
+type Batch struct {
+	Events   []*Event
+	Replayed int    // how many of Events come from history
+	Dropped  uint64 // DropOldest losses to report before Events
+	Overflow bool
+	End      EndReason
+	Lost     uint64 // events discarded without delivery by the end or the overflow
+}
+
+// Drain moves up to max queued events (replay first) onto dst and reports what else the writer must
+// say. It returns an empty Batch while the subscription is held. Once it has returned a Batch with
+// End or Overflow set, the subscription is finished and the writer should forget it.
+func (s *Subscription) Drain(dst []*Event, max int) Batch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := Batch{Events: dst}
+	if s.overflow {
+		b.Overflow, b.Lost = true, s.lost
+		s.lost = 0
+		return b
+	}
+	if s.held && s.end == Live {
+		return b
+	}
+	b.Dropped, s.dropped = s.dropped, 0
+	for len(s.replay) > 0 && max > 0 {
+		b.Events = append(b.Events, s.replay[0])
+		s.replay[0] = nil
+		s.replay = s.replay[1:]
+		b.Replayed++
+		max--
+	}
+	c := len(s.buf)
+	for s.n > 0 && max > 0 {
+		b.Events = append(b.Events, s.buf[s.head])
+		s.buf[s.head] = nil
+		s.head = (s.head + 1) % c
+		s.n--
+		max--
+	}
+	if s.end != Live && s.n == 0 && len(s.replay) == 0 {
+		b.End, b.Lost = s.end, s.lost
+		s.lost = 0
+	}
+	return b
+}
+
+// Release lets Drain hand out events. The owner calls it right after it has written the ack of the
+// subscribe, which is how replay and live events are guaranteed to follow the ack.
+func (s *Subscription) Release() {
+	s.mu.Lock()
+	s.held = false
+	s.mu.Unlock()
+}
+
+// Pending reports whether Drain has anything to hand out now.
+func (s *Subscription) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow {
+		return true
+	}
+	if s.held && s.end == Live {
+		return false
+	}
+	return s.n > 0 || len(s.replay) > 0 || s.dropped > 0 || s.end != Live
+}
+
+// Ended reports whether the subscription has ended, and why.
+func (s *Subscription) Ended() EndReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.end
+}
+
+// Abandon ends the subscription because its owner is going away, and returns how many events it
+// held that will now never be delivered (including any not yet reported by Drain).
+func (s *Subscription) Abandon() uint64 {
+	s.finish(ConnClosed)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lost := s.lost + s.dropped
+	s.lost, s.dropped = 0, 0
+	return lost
+}
+
+// finish ends the subscription. Events still queued are delivered before the end notice when the
+// client keeps its stream elsewhere (Replaced); otherwise they are discarded and counted as lost.
+func (s *Subscription) finish(r EndReason) {
+	s.mu.Lock()
+	if s.end != Live || s.overflow {
+		s.mu.Unlock()
+		return
+	}
+	s.end = r
+	switch r {
+	case Replaced: // the client keeps its stream on the new connection; flush this one first
+	case Unsubscribed: // the client asked for no more events: nothing is lost
+		s.clearLocked()
+	default:
+		s.lost += uint64(s.n + len(s.replay))
+		s.clearLocked()
+	}
+	s.mu.Unlock()
+}
+
+// rearm is a same-connection re-subscribe: the replay of the new request is merged with what is
+// still queued, in seq order and without duplicates, and held until the new ack is written.
+func (s *Subscription) rearm(history []*Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := make([]*Event, 0, len(s.replay)+s.n)
+	pending = append(pending, s.replay...)
+	c := len(s.buf)
+	for i := 0; i < s.n; i++ {
+		pending = append(pending, s.buf[(s.head+i)%c])
+	}
+	s.clearLocked()
+	s.replay = mergeBySeq(history, pending)
+	s.held = true
+}
+
+// mergeBySeq merges two seq-ordered slices, keeping one copy of each seq.
+func mergeBySeq(a, b []*Event) []*Event {
+	out := make([]*Event, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i].Seq < b[j].Seq):
+			out = append(out, a[i])
+			i++
+		case i == len(a) || b[j].Seq < a[i].Seq:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}

@@ -1,0 +1,282 @@
+package domain
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// TopicConfig is what every topic of a registry is created with.
+type TopicConfig struct {
+	HistorySize int    // events kept for last_n replay
+	QueueSize   int    // capacity of each subscriber queue
+	Policy      Policy // what a full subscriber queue does
+	Encoder     Encoder
+	Now         func() time.Time // the clock that stamps events; time.Now when nil
+}
+
+// PublishStats describes one publish, for whoever observes it (the service's Observer).
+type PublishStats struct {
+	Start, Appended, End time.Time // accepted; history appended; handed to every subscriber
+	Subscribers          int       // fan-out width
+	Enqueued             int       // subscribers whose queue took the event
+	DroppedOldest        int       // subscribers that lost their oldest event to make room
+	Overflowed           int       // subscribers cut off by the Disconnect policy
+	MaxDepth             int       // deepest subscriber queue after the enqueue
+}
+
+// Topic is one stream of events: its sequence, history and subscribers. All methods are safe for
+// concurrent use. Publish holds the topic's lock through the fan-out, which is what keeps every
+// subscriber's stream in the same order as the history; the fan-out never blocks, so that hold is
+// short.
+type Topic struct {
+	name TopicName
+	cfg  TopicConfig
+
+	mu      sync.Mutex
+	seq     uint64
+	history *Ring
+	subs    map[string]*Subscription
+	list    []*Subscription // the values of subs, rebuilt on change so the fan-out walks a slice
+	deleted bool
+}
+
+func newTopic(name TopicName, cfg TopicConfig) *Topic {
+	return &Topic{name: name, cfg: cfg, history: NewRing(cfg.HistorySize), subs: make(map[string]*Subscription)}
+}
+
+// Name returns the topic's name.
+func (t *Topic) Name() TopicName { return t.name }
+
+func (t *Topic) now() time.Time {
+	if t.cfg.Now != nil {
+		return t.cfg.Now()
+	}
+	return time.Now()
+}
+
+func (t *Topic) notFound() error {
+	return Errorf(KindNotFound, "topic %q does not exist", string(t.name))
+}
+
+// Publish accepts msg: it gets the next seq, goes into the history, and is handed to every current
+// subscriber's queue. Payload and Headers must not be modified afterwards.
+func (t *Topic) Publish(msg Message) (*Event, PublishStats, error) {
+	t.mu.Lock()
+	if t.deleted {
+		t.mu.Unlock()
+		return nil, PublishStats{}, t.notFound()
+	}
+	var st PublishStats
+	st.Start = t.now()
+	t.seq++
+	ev := &Event{Topic: t.name, Seq: t.seq, Time: st.Start, Message: msg}
+	if t.cfg.Encoder != nil {
+		ev.Frame = t.cfg.Encoder(ev)
+	}
+	t.history.Push(ev)
+	st.Appended = t.now()
+	st.Subscribers = len(t.list)
+	for _, s := range t.list {
+		depth, res := s.push(ev)
+		switch res {
+		case pushed:
+			st.Enqueued++
+		case pushedDroppedOldest:
+			st.Enqueued++
+			st.DroppedOldest++
+		case pushOverflow:
+			st.Overflowed++
+		case pushIgnored:
+			continue
+		}
+		if depth > st.MaxDepth {
+			st.MaxDepth = depth
+		}
+		s.Owner.Wake()
+	}
+	st.End = t.now()
+	t.mu.Unlock()
+	return ev, st, nil
+}
+
+// SubscribeResult is what Subscribe did.
+type SubscribeResult struct {
+	Sub      *Subscription
+	Replaced *Subscription // the subscription another connection lost to this one, if any
+	Replayed int           // history events queued for replay
+	Renewed  bool          // the same owner already held this client id; its subscription was re-armed
+}
+
+// Subscribe registers clientID for owner and queues up to lastN history events for replay. The
+// returned subscription is held: nothing is drained from it until the owner, having written the ack,
+// calls Release. A client id already held by another owner is taken over; held by the same owner, it
+// is re-armed, so the client never receives a message twice through two subscriptions.
+func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeResult, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.deleted {
+		return SubscribeResult{}, t.notFound()
+	}
+	history := t.history.Last(lastN)
+	res := SubscribeResult{Replayed: len(history)}
+	if old := t.subs[clientID]; old != nil {
+		if old.Owner == owner && old.Ended() == Live {
+			old.rearm(history)
+			res.Sub, res.Renewed = old, true
+			return res, nil
+		}
+		old.finish(Replaced)
+		old.Owner.Wake()
+		res.Replaced = old
+	}
+	s := newSubscription(t.name, clientID, owner, t.cfg.QueueSize, t.cfg.Policy)
+	s.replay = history
+	t.subs[clientID] = s
+	t.rebuildLocked()
+	res.Sub = s
+	return res, nil
+}
+
+// Unsubscribe ends clientID's subscription, whichever connection holds it. It reports whether there
+// was one; none is not an error, because unsubscribing is idempotent.
+func (t *Topic) Unsubscribe(clientID string) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.deleted {
+		return false, t.notFound()
+	}
+	s := t.subs[clientID]
+	if s == nil {
+		return false, nil
+	}
+	delete(t.subs, clientID)
+	t.rebuildLocked()
+	s.finish(Unsubscribed)
+	s.Owner.Wake()
+	return true, nil
+}
+
+// Detach removes s if it is still the topic's subscription for its client id; its owner is going
+// away. Unlike Unsubscribe it never removes a newer subscription that took the client id over.
+// The caller then ends s with Abandon.
+func (t *Topic) Detach(s *Subscription) {
+	t.mu.Lock()
+	if t.subs[s.ClientID] == s {
+		delete(t.subs, s.ClientID)
+		t.rebuildLocked()
+	}
+	t.mu.Unlock()
+}
+
+func (t *Topic) rebuildLocked() {
+	list := make([]*Subscription, 0, len(t.subs))
+	for _, s := range t.subs {
+		list = append(list, s)
+	}
+	t.list = list
+}
+
+// TopicStats is a point-in-time reading of a topic.
+type TopicStats struct {
+	Name        TopicName
+	Messages    uint64 // accepted since the topic was created
+	Subscribers int
+}
+
+// Stats reads the topic's counters.
+func (t *Topic) Stats() TopicStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TopicStats{Name: t.name, Messages: t.seq, Subscribers: len(t.list)}
+}
+
+// close ends every subscription with TopicDeleted and refuses all further operations.
+func (t *Topic) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deleted = true
+	for _, s := range t.list {
+		s.finish(TopicDeleted)
+		s.Owner.Wake()
+	}
+	t.subs, t.list = nil, nil
+}
+
+// Registry holds the topics by name. It is safe for concurrent use.
+type Registry struct {
+	cfg    TopicConfig
+	mu     sync.RWMutex
+	topics map[TopicName]*Topic
+}
+
+// NewRegistry returns an empty registry whose topics are created with cfg.
+func NewRegistry(cfg TopicConfig) *Registry {
+	return &Registry{cfg: cfg, topics: make(map[TopicName]*Topic)}
+}
+
+// Create adds a topic, or fails with KindExists.
+func (r *Registry) Create(name TopicName) (*Topic, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.topics[name]; ok {
+		return nil, Errorf(KindExists, "topic %q already exists", string(name))
+	}
+	t := newTopic(name, r.cfg)
+	r.topics[name] = t
+	return t, nil
+}
+
+// Delete removes a topic and ends its subscriptions, or fails with KindNotFound. A topic created
+// again under the same name starts empty.
+func (r *Registry) Delete(name TopicName) error {
+	r.mu.Lock()
+	t, ok := r.topics[name]
+	delete(r.topics, name)
+	r.mu.Unlock()
+	if !ok {
+		return Errorf(KindNotFound, "topic %q does not exist", string(name))
+	}
+	t.close()
+	return nil
+}
+
+// Get returns the topic called name, or fails with KindNotFound.
+func (r *Registry) Get(name TopicName) (*Topic, error) {
+	r.mu.RLock()
+	t, ok := r.topics[name]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, Errorf(KindNotFound, "topic %q does not exist", string(name))
+	}
+	return t, nil
+}
+
+// Stats returns every topic's stats, sorted by name.
+func (r *Registry) Stats() []TopicStats {
+	r.mu.RLock()
+	ts := make([]*Topic, 0, len(r.topics))
+	for _, t := range r.topics {
+		ts = append(ts, t)
+	}
+	r.mu.RUnlock()
+	out := make([]TopicStats, len(ts))
+	for i, t := range ts {
+		out[i] = t.Stats()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Counts returns the number of topics and of subscriptions over all of them, cheaply enough to be
+// read at every scrape.
+func (r *Registry) Counts() (topics, subscriptions int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, t := range r.topics {
+		t.mu.Lock()
+		subscriptions += len(t.list)
+		t.mu.Unlock()
+	}
+	return len(r.topics), subscriptions
+}
