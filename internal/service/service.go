@@ -1,0 +1,236 @@
+// Package service holds the use cases of the pub/sub service and the ports it needs: the Broker that
+// stores topics and fans events out, the Observer that hears about the steps inside an operation,
+// and the Clock. Transports call the API; telemetry wraps it. Nothing here does I/O of its own.
+package service
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pubsubd/pubsub/internal/domain"
+)
+
+// Broker is the engine that holds topics and fans events out to subscriber queues. The in-memory
+// engine is the default; any other must pass the same contract tests.
+type Broker interface {
+	CreateTopic(ctx context.Context, name domain.TopicName) error
+	DeleteTopic(ctx context.Context, name domain.TopicName) error
+	Publish(ctx context.Context, name domain.TopicName, msg domain.Message) (*domain.Event, domain.PublishStats, error)
+	Subscribe(ctx context.Context, name domain.TopicName, clientID string, owner domain.Waker, lastN int) (domain.SubscribeResult, error)
+	Unsubscribe(ctx context.Context, name domain.TopicName, clientID string) error
+	// Detach drops a subscription whose connection is going away, unless it was taken over already.
+	Detach(sub *domain.Subscription)
+	Topics() []domain.TopicStats
+	Counts() (topics, subscriptions int)
+}
+
+// Observer hears about the steps inside an operation, so that telemetry can turn them into child
+// spans and histograms without the service or the domain knowing about either. Implementations must
+// be safe for concurrent use and cheap: they run on the publish path.
+type Observer interface {
+	// Published reports a message accepted by its topic, with the timings of history append and
+	// fan-out. ctx is the publish operation's context.
+	Published(ctx context.Context, ev *domain.Event, st domain.PublishStats)
+	// Replayed reports history queued for a subscriber's last_n.
+	Replayed(ctx context.Context, topic domain.TopicName, n int, start, end time.Time)
+}
+
+// Clock tells the time; tests replace it.
+type Clock interface{ Now() time.Time }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// SystemClock is the wall clock.
+var SystemClock Clock = systemClock{}
+
+// NopObserver ignores every report.
+type NopObserver struct{}
+
+// Published does nothing.
+func (NopObserver) Published(context.Context, *domain.Event, domain.PublishStats) {}
+
+// Replayed does nothing.
+func (NopObserver) Replayed(context.Context, domain.TopicName, int, time.Time, time.Time) {}
+
+// SubscribeRequest asks for clientID to receive topic's events on owner, after up to LastN of its
+// history.
+type SubscribeRequest struct {
+	Topic    domain.TopicName
+	ClientID string
+	LastN    int
+	Owner    domain.Waker
+}
+
+// UnsubscribeRequest ends clientID's subscription to Topic.
+type UnsubscribeRequest struct {
+	Topic    domain.TopicName
+	ClientID string
+}
+
+// PublishRequest is one message for Topic.
+type PublishRequest struct {
+	Topic   domain.TopicName
+	Message domain.Message
+}
+
+// Health is the service's summary for /health.
+type Health struct {
+	Uptime        time.Duration
+	Topics        int
+	Subscriptions int
+}
+
+// API is what transports call. *Service implements it; telemetry decorates it.
+type API interface {
+	CreateTopic(ctx context.Context, name domain.TopicName) error
+	DeleteTopic(ctx context.Context, name domain.TopicName) error
+	ListTopics(ctx context.Context) ([]domain.TopicStats, error)
+	Stats(ctx context.Context) ([]domain.TopicStats, error)
+	Health(ctx context.Context) (Health, error)
+	Subscribe(ctx context.Context, req SubscribeRequest) (domain.SubscribeResult, error)
+	Unsubscribe(ctx context.Context, req UnsubscribeRequest) error
+	Publish(ctx context.Context, req PublishRequest) (*domain.Event, error)
+	// Detach releases the subscriptions of a connection that is closing and returns how many queued
+	// events they held that will never be delivered. It is not an operation a client asked for, so
+	// it is neither traced nor counted as one.
+	Detach(subs []*domain.Subscription) (lost uint64)
+}
+
+// Service implements API over a Broker.
+type Service struct {
+	broker   Broker
+	observer Observer
+	clock    Clock
+	started  time.Time
+	draining atomic.Bool
+}
+
+// Options are the Service's collaborators; zero fields get no-op or system defaults.
+type Options struct {
+	Observer Observer
+	Clock    Clock
+}
+
+// New returns a Service over broker.
+func New(broker Broker, opts Options) *Service {
+	if opts.Observer == nil {
+		opts.Observer = NopObserver{}
+	}
+	if opts.Clock == nil {
+		opts.Clock = SystemClock
+	}
+	return &Service{broker: broker, observer: opts.Observer, clock: opts.Clock, started: opts.Clock.Now()}
+}
+
+// errDraining is returned for new work once shutdown has begun.
+var errDraining = domain.Errorf(domain.KindUnavailable, "server is shutting down")
+
+// BeginDrain refuses every new operation from now on; operations under way complete. It is the
+// first step of graceful shutdown.
+func (s *Service) BeginDrain() { s.draining.Store(true) }
+
+// Ready reports whether the service takes new work.
+func (s *Service) Ready() bool { return !s.draining.Load() }
+
+func (s *Service) admit() error {
+	if s.draining.Load() {
+		return errDraining
+	}
+	return nil
+}
+
+// CreateTopic creates an empty topic.
+func (s *Service) CreateTopic(ctx context.Context, name domain.TopicName) error {
+	if err := s.admit(); err != nil {
+		return err
+	}
+	return s.broker.CreateTopic(ctx, name)
+}
+
+// DeleteTopic deletes a topic; its subscribers are told and unsubscribed.
+func (s *Service) DeleteTopic(ctx context.Context, name domain.TopicName) error {
+	if err := s.admit(); err != nil {
+		return err
+	}
+	return s.broker.DeleteTopic(ctx, name)
+}
+
+// ListTopics returns every topic with its subscriber count, sorted by name.
+func (s *Service) ListTopics(context.Context) ([]domain.TopicStats, error) {
+	return s.broker.Topics(), nil
+}
+
+// Stats returns every topic's counters, sorted by name.
+func (s *Service) Stats(context.Context) ([]domain.TopicStats, error) {
+	return s.broker.Topics(), nil
+}
+
+// Health returns uptime and totals.
+func (s *Service) Health(context.Context) (Health, error) {
+	topics, subs := s.broker.Counts()
+	return Health{Uptime: s.clock.Now().Sub(s.started), Topics: topics, Subscriptions: subs}, nil
+}
+
+// Subscribe registers a subscription and queues its replay.
+func (s *Service) Subscribe(ctx context.Context, req SubscribeRequest) (domain.SubscribeResult, error) {
+	if err := s.admit(); err != nil {
+		return domain.SubscribeResult{}, err
+	}
+	if req.ClientID == "" {
+		return domain.SubscribeResult{}, domain.Errorf(domain.KindInvalid, "client_id is required")
+	}
+	if req.LastN < 0 {
+		return domain.SubscribeResult{}, domain.Errorf(domain.KindInvalid, "last_n must be a non-negative integer")
+	}
+	start := s.clock.Now()
+	res, err := s.broker.Subscribe(ctx, req.Topic, req.ClientID, req.Owner, req.LastN)
+	if err != nil {
+		return res, err
+	}
+	if req.LastN > 0 {
+		s.observer.Replayed(ctx, req.Topic, res.Replayed, start, s.clock.Now())
+	}
+	return res, nil
+}
+
+// Unsubscribe ends a subscription; unsubscribing twice is not an error.
+func (s *Service) Unsubscribe(ctx context.Context, req UnsubscribeRequest) error {
+	if err := s.admit(); err != nil {
+		return err
+	}
+	if req.ClientID == "" {
+		return domain.Errorf(domain.KindInvalid, "client_id is required")
+	}
+	return s.broker.Unsubscribe(ctx, req.Topic, req.ClientID)
+}
+
+// Publish accepts a message: when it returns nil the message is in the topic's history and in every
+// current subscriber's queue.
+func (s *Service) Publish(ctx context.Context, req PublishRequest) (*domain.Event, error) {
+	if err := s.admit(); err != nil {
+		return nil, err
+	}
+	if req.Message.ID == uuid.Nil {
+		return nil, domain.Errorf(domain.KindInvalid, "message.id must be a valid UUID")
+	}
+	ev, st, err := s.broker.Publish(ctx, req.Topic, req.Message)
+	if err != nil {
+		return nil, err
+	}
+	s.observer.Published(ctx, ev, st)
+	return ev, nil
+}
+
+// Detach releases a closing connection's subscriptions.
+func (s *Service) Detach(subs []*domain.Subscription) (lost uint64) {
+	for _, sub := range subs {
+		s.broker.Detach(sub)
+		lost += sub.Abandon()
+	}
+	return lost
+}
