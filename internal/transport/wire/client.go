@@ -1,0 +1,295 @@
+package wire
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/pubsubd/pubsub/internal/domain"
+)
+
+// Client frame types. TypeInvalid labels frames that could not be decoded, for metrics.
+const (
+	TypeSubscribe   = "subscribe"
+	TypeUnsubscribe = "unsubscribe"
+	TypePublish     = "publish"
+	TypePing        = "ping"
+	TypeInvalid     = "invalid"
+)
+
+// ClientTypes lists every client frame type label, so metrics can pre-create them.
+var ClientTypes = []string{TypeSubscribe, TypeUnsubscribe, TypePublish, TypePing, TypeInvalid}
+
+// Limits on message.headers (an extension): enough for W3C trace context and a few of the
+// publisher's own keys, small enough that headers cannot be used to smuggle payloads past accounting.
+const (
+	MaxHeaders     = 16
+	MaxHeaderKey   = 128
+	MaxHeaderValue = 1024
+)
+
+// Request is a decoded, validated client frame. Raw strings have become domain values here, once.
+type Request struct {
+	Type      string  // one of the client frame types (never TypeInvalid on success)
+	RequestID *string // nil when the client sent none; echoed in the reply otherwise
+	Topic     domain.TopicName
+	ClientID  string
+	LastN     int
+	Message   domain.Message
+	// TraceParent and TraceState are the W3C trace context the client sent, from message.headers
+	// or, failing that, from the frame's top level; empty when none.
+	TraceParent string
+	TraceState  string
+}
+
+type rawFrame struct {
+	Type        json.RawMessage `json:"type"`
+	RequestID   json.RawMessage `json:"request_id"`
+	Topic       json.RawMessage `json:"topic"`
+	ClientID    json.RawMessage `json:"client_id"`
+	LastN       json.RawMessage `json:"last_n"`
+	Message     json.RawMessage `json:"message"`
+	TraceParent json.RawMessage `json:"traceparent"`
+	TraceState  json.RawMessage `json:"tracestate"`
+}
+
+type rawMessage struct {
+	ID      json.RawMessage `json:"id"`
+	Payload json.RawMessage `json:"payload"`
+	Headers json.RawMessage `json:"headers"`
+}
+
+func invalid(format string, args ...any) error {
+	return domain.Errorf(domain.KindInvalid, format, args...)
+}
+
+// DecodeRequest parses one client frame. On failure the error is a domain.KindInvalid with a
+// message a person can act on, and the returned Request still carries RequestID and Type when they
+// could be read, so the error reply can echo the request_id.
+func DecodeRequest(data []byte) (Request, error) {
+	var req Request
+	var raw rawFrame
+	if err := json.Unmarshal(data, &raw); err != nil {
+		if _, ok := err.(*json.UnmarshalTypeError); ok {
+			return req, invalid("frame must be a JSON object")
+		}
+		return req, invalid("frame is not valid JSON")
+	}
+	if raw.RequestID != nil && !isNull(raw.RequestID) {
+		id, err := stringField(raw.RequestID, "request_id")
+		if err != nil {
+			return req, err
+		}
+		req.RequestID = &id
+	}
+	if raw.Type == nil || isNull(raw.Type) {
+		return req, invalid("type is required")
+	}
+	typ, err := stringField(raw.Type, "type")
+	if err != nil {
+		return req, err
+	}
+	switch typ {
+	case TypeSubscribe, TypeUnsubscribe, TypePublish, TypePing:
+		req.Type = typ
+	default:
+		return req, invalid("unknown type %q: expected subscribe, unsubscribe, publish or ping", truncate(typ))
+	}
+	if req.TraceParent, req.TraceState, err = traceContext(raw.TraceParent, raw.TraceState); err != nil {
+		return req, err
+	}
+	if req.Type == TypePing {
+		return req, nil
+	}
+	if req.Topic, err = topicField(raw.Topic); err != nil {
+		return req, err
+	}
+	switch req.Type {
+	case TypeSubscribe:
+		if req.ClientID, err = clientIDField(raw.ClientID); err != nil {
+			return req, err
+		}
+		if req.LastN, err = lastNField(raw.LastN); err != nil {
+			return req, err
+		}
+	case TypeUnsubscribe:
+		if req.ClientID, err = clientIDField(raw.ClientID); err != nil {
+			return req, err
+		}
+	case TypePublish:
+		if err = decodeMessage(raw.Message, &req); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
+}
+
+func decodeMessage(data json.RawMessage, req *Request) error {
+	if data == nil || isNull(data) {
+		return invalid("message is required")
+	}
+	var m rawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return invalid("message must be an object with id and payload")
+	}
+	if m.ID == nil || isNull(m.ID) {
+		return invalid("message.id is required")
+	}
+	var id string
+	if err := json.Unmarshal(m.ID, &id); err != nil {
+		return invalid("message.id must be a valid UUID")
+	}
+	uid, err := uuid.Parse(id)
+	if err != nil || len(id) != 36 || uid == uuid.Nil {
+		return invalid("message.id must be a valid UUID")
+	}
+	if m.Payload == nil {
+		return invalid("message.payload is required (null is allowed)")
+	}
+	req.Message = domain.Message{ID: uid, Payload: m.Payload}
+	if m.Headers != nil && !isNull(m.Headers) {
+		h, err := headersField(m.Headers)
+		if err != nil {
+			return err
+		}
+		req.Message.Headers = h
+		if tp, ok := h["traceparent"]; ok {
+			if !ValidTraceParent(tp) {
+				return invalid("message.headers.traceparent is not a valid W3C traceparent")
+			}
+			req.TraceParent, req.TraceState = tp, h["tracestate"]
+		}
+	}
+	return nil
+}
+
+func headersField(data json.RawMessage) (map[string]string, error) {
+	var h map[string]string
+	if err := json.Unmarshal(data, &h); err != nil {
+		return nil, invalid("message.headers must be an object of string values")
+	}
+	if len(h) > MaxHeaders {
+		return nil, invalid("message.headers has %d entries; the limit is %d", len(h), MaxHeaders)
+	}
+	for k, v := range h {
+		if k == "" || len(k) > MaxHeaderKey {
+			return nil, invalid("message.headers keys must be 1 to %d bytes", MaxHeaderKey)
+		}
+		if len(v) > MaxHeaderValue {
+			return nil, invalid("message.headers[%q] is %d bytes; the limit is %d", truncate(k), len(v), MaxHeaderValue)
+		}
+	}
+	return h, nil
+}
+
+func traceContext(tpRaw, tsRaw json.RawMessage) (string, string, error) {
+	var tp, ts string
+	var err error
+	if tpRaw != nil && !isNull(tpRaw) {
+		if tp, err = stringField(tpRaw, "traceparent"); err != nil {
+			return "", "", err
+		}
+		if !ValidTraceParent(tp) {
+			return "", "", invalid("traceparent is not a valid W3C traceparent")
+		}
+	}
+	if tsRaw != nil && !isNull(tsRaw) {
+		if ts, err = stringField(tsRaw, "tracestate"); err != nil {
+			return "", "", err
+		}
+		if len(ts) > MaxHeaderValue {
+			return "", "", invalid("tracestate is longer than %d bytes", MaxHeaderValue)
+		}
+	}
+	return tp, ts, nil
+}
+
+// ValidTraceParent reports whether s is a W3C traceparent of version 00 with non-zero ids.
+func ValidTraceParent(s string) bool {
+	// 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>
+	if len(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || s[:2] != "00" {
+		return false
+	}
+	allZero := func(h string) bool { return h == "00000000000000000000000000000000"[:len(h)] }
+	for _, part := range []string{s[3:35], s[36:52], s[53:]} {
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return !allZero(s[3:35]) && !allZero(s[36:52])
+}
+
+func topicField(data json.RawMessage) (domain.TopicName, error) {
+	if data == nil || isNull(data) {
+		return "", invalid("topic is required")
+	}
+	s, err := stringField(data, "topic")
+	if err != nil {
+		return "", err
+	}
+	return domain.ParseTopicName(s)
+}
+
+// MaxClientIDLen bounds client ids: they end up in logs and subscription maps.
+const MaxClientIDLen = 256
+
+func clientIDField(data json.RawMessage) (string, error) {
+	if data == nil || isNull(data) {
+		return "", invalid("client_id is required")
+	}
+	s, err := stringField(data, "client_id")
+	if err != nil {
+		return "", err
+	}
+	if s == "" {
+		return "", invalid("client_id is required")
+	}
+	if len(s) > MaxClientIDLen {
+		return "", invalid("client_id is longer than %d bytes", MaxClientIDLen)
+	}
+	return s, nil
+}
+
+func lastNField(data json.RawMessage) (int, error) {
+	if data == nil || isNull(data) {
+		return 0, nil
+	}
+	const msg = "last_n must be a non-negative integer"
+	if c := data[0]; c != '-' && (c < '0' || c > '9') {
+		return 0, invalid(msg)
+	}
+	// JSON has one number type: 5.0 and 1e2 are integers too; 1.5 is not.
+	f, err := strconv.ParseFloat(string(data), 64)
+	if err != nil || f != math.Trunc(f) || f < 0 {
+		return 0, invalid(msg)
+	}
+	if f > math.MaxInt32 {
+		return math.MaxInt32, nil // more than any history holds: "the whole history"
+	}
+	return int(f), nil
+}
+
+func stringField(data json.RawMessage, name string) (string, error) {
+	if len(data) == 0 || data[0] != '"' {
+		return "", invalid("%s must be a string", name)
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return "", invalid("%s must be a string", name)
+	}
+	return s, nil
+}
+
+func isNull(data json.RawMessage) bool { return string(data) == "null" }
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

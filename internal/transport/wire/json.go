@@ -1,0 +1,66 @@
+package wire
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. It escapes what JSON requires and replaces invalid UTF-8
+// with U+FFFD, so any client-chosen string (a request_id) echoes back as valid JSON.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// tsLayout is RFC 3339 in UTC with milliseconds; with a UTC time the zone prints as "Z".
+const tsLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func appendTS(b []byte, t time.Time) []byte {
+	b = append(b, `"ts":"`...)
+	b = t.UTC().AppendFormat(b, tsLayout)
+	return append(b, '"')
+}
+
+// FormatTS formats t as the contract's ts.
+func FormatTS(t time.Time) string { return t.UTC().Format(tsLayout) }
+
+func appendUint(b []byte, n uint64) []byte { return strconv.AppendUint(b, n, 10) }
