@@ -1,0 +1,267 @@
+// Package httpapi is the REST side of the contract (topics, health, stats), the probes, and the
+// middleware every request passes through: panic recovery, a span and metrics per route template.
+package httpapi
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gorilla/mux"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/telemetry"
+)
+
+// maxBodyBytes bounds REST request bodies: a topic name is at most 255 characters.
+const maxBodyBytes = 64 << 10
+
+// Options wire the router to the rest of the process.
+type Options struct {
+	API       service.API
+	Telemetry *telemetry.Telemetry
+	WS        http.Handler // serves /ws
+	Ready     func() bool  // /readyz
+}
+
+// NewRouter returns the application's handler: REST, probes and /ws.
+func NewRouter(o Options) http.Handler {
+	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready}
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		wire.WriteError(w, http.StatusNotFound, "NOT_FOUND", "no such endpoint")
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeBadRequest, "method not allowed on this endpoint")
+	})
+	r.HandleFunc("/topics", h.createTopic).Methods(http.MethodPost)
+	r.HandleFunc("/topics", h.listTopics).Methods(http.MethodGet)
+	r.HandleFunc("/topics/{name}", h.deleteTopic).Methods(http.MethodDelete)
+	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
+	r.HandleFunc("/stats", h.stats).Methods(http.MethodGet)
+	r.HandleFunc("/livez", h.livez).Methods(http.MethodGet)
+	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet)
+	r.Handle("/ws", o.WS).Methods(http.MethodGet)
+	r.Use(h.instrument)
+	return h.recoverer(r)
+}
+
+type handlers struct {
+	api   service.API
+	tel   *telemetry.Telemetry
+	ready func() bool
+}
+
+func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := wire.HTTPError(err)
+	h.tel.Metrics.Error(code)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	h.tel.Logger.Log(r.Context(), level, "http request failed", "method", r.Method, "path", r.URL.Path,
+		"status", status, "code", code, "error", err.Error())
+	wire.WriteError(w, status, code, msg)
+}
+
+func (h *handlers) createTopic(w http.ResponseWriter, r *http.Request) {
+	var body wire.CreateTopicRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err := dec.Decode(&body); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.fail(w, r, domain.Errorf(domain.KindTooLarge, "request body is larger than %d bytes", maxBodyBytes))
+			return
+		}
+		if errors.Is(err, io.EOF) {
+			h.fail(w, r, domain.Errorf(domain.KindInvalid, `request body must be JSON like {"name":"orders"}`))
+			return
+		}
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			h.fail(w, r, domain.Errorf(domain.KindInvalid, "%s must be a string", fieldOr(typeErr.Field, "body")))
+			return
+		}
+		h.fail(w, r, domain.Errorf(domain.KindInvalid, "request body is not valid JSON"))
+		return
+	}
+	if body.Name == nil {
+		h.fail(w, r, domain.Errorf(domain.KindInvalid, "name is required"))
+		return
+	}
+	name, err := domain.ParseTopicName(*body.Name)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.api.CreateTopic(r.Context(), name); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	wire.WriteJSON(w, http.StatusCreated, wire.TopicStatus{Status: "created", Topic: string(name)})
+}
+
+func fieldOr(f, def string) string {
+	if f == "" {
+		return def
+	}
+	return f
+}
+
+func (h *handlers) deleteTopic(w http.ResponseWriter, r *http.Request) {
+	raw := mux.Vars(r)["name"]
+	name, err := domain.ParseTopicName(raw)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.api.DeleteTopic(r.Context(), name); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, wire.TopicStatus{Status: "deleted", Topic: string(name)})
+}
+
+func (h *handlers) listTopics(w http.ResponseWriter, r *http.Request) {
+	ts, err := h.api.ListTopics(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := wire.TopicList{Topics: make([]wire.TopicItem, len(ts))}
+	for i, t := range ts {
+		out.Topics[i] = wire.TopicItem{Name: string(t.Name), Subscribers: t.Subscribers}
+	}
+	wire.WriteJSON(w, http.StatusOK, out)
+}
+
+func (h *handlers) health(w http.ResponseWriter, r *http.Request) {
+	hl, err := h.api.Health(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, wire.Health{UptimeSec: int64(hl.Uptime / time.Second), Topics: hl.Topics, Subscribers: hl.Subscriptions})
+}
+
+func (h *handlers) stats(w http.ResponseWriter, r *http.Request) {
+	ts, err := h.api.Stats(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := wire.Stats{Topics: make(map[string]wire.TopicStats, len(ts))}
+	for _, t := range ts {
+		out.Topics[string(t.Name)] = wire.TopicStats{Messages: t.Messages, Subscribers: t.Subscribers}
+	}
+	wire.WriteJSON(w, http.StatusOK, out)
+}
+
+// livez answers as long as the process can serve HTTP: it depends on nothing outside the process,
+// so a restart is never triggered by a dependency's outage.
+func (h *handlers) livez(w http.ResponseWriter, _ *http.Request) {
+	wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handlers) readyz(w http.ResponseWriter, _ *http.Request) {
+	if h.ready != nil && !h.ready() {
+		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "not ready: shutting down")
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// statusWriter remembers the status for metrics. It passes Hijack through for /ws.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Hijack hands the connection to the WebSocket upgrader, which asserts http.Hijacker directly.
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("httpapi: response writer cannot be hijacked")
+	}
+	s.status = http.StatusSwitchingProtocols
+	return hj.Hijack()
+}
+
+// instrument gives every request a server span named by its route template (continuing a
+// traceparent header) and counts it by route, method and status. Probes are counted, not traced.
+func (h *handlers) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := "other"
+		if cr := mux.CurrentRoute(r); cr != nil {
+			if tpl, err := cr.GetPathTemplate(); err == nil {
+				route = tpl
+			}
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		traced := route != "/livez" && route != "/readyz" && route != "/ws"
+		if traced {
+			ctx := h.tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx, span := h.tel.Tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route)))
+			defer func() {
+				span.SetAttributes(attribute.Int("http.response.status_code", sw.code()))
+				if sw.code() >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(sw.code()))
+				}
+				span.End()
+			}()
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(sw, r)
+		h.tel.Metrics.HTTPRequest(route, r.Method, sw.code(), time.Since(start))
+	})
+}
+
+func (s *statusWriter) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}
+
+// recoverer turns a panic in a handler into a 500 with the contract's body, and a log line with the
+// stack, instead of a dropped connection.
+func (h *handlers) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.tel.Logger.ErrorContext(r.Context(), "panic while serving a request", "method", r.Method,
+					"path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				h.tel.Metrics.Error(wire.CodeInternal)
+				wire.WriteError(w, http.StatusInternalServerError, wire.CodeInternal, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,603 @@
+package ws
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/telemetry"
+)
+
+// Batching limits: a writer drains at most maxDrain events per subscription per pass, so one busy
+// topic cannot starve the connection's others, and writes out once its buffer passes flushBytes.
+const (
+	maxDrain   = 256
+	flushBytes = 64 << 10
+)
+
+// reply is a control frame waiting for the writer. release, when set, is the subscription whose
+// replay and events may flow once this reply (its ack) is on the wire.
+type reply struct {
+	typ     string
+	data    []byte
+	release *domain.Subscription
+}
+
+// episode tracks a slow-consumer episode of one subscription, so it is logged once, with its toll.
+type episode struct {
+	lost  uint64
+	since time.Time
+}
+
+// conn is one WebSocket connection. The reader goroutine decodes frames and calls the service; the
+// writer goroutine owns every write to the socket and, when it ends, the connection's teardown.
+type conn struct {
+	s      *Server
+	ws     *websocket.Conn
+	nc     net.Conn
+	id     string
+	remote string
+	opened time.Time
+	log    *slog.Logger
+
+	wake       chan struct{} // cap 1: "there is something to write"
+	readerDone chan struct{} // closed when the reader has returned
+	stop       chan struct{} // closed to ask for a graceful shutdown
+	stopOnce   sync.Once
+
+	mu        sync.Mutex
+	replies   []reply
+	subs      []*domain.Subscription
+	closeCode int    // why the connection ends; the first to set it wins
+	closeMsg  string // the reason sent in our close frame, if we send one
+
+	// Owned by the writer goroutine.
+	buf       []byte
+	events    []*domain.Event
+	snapshot  []*domain.Subscription
+	episodes  map[*domain.Subscription]*episode
+	closeSent bool // our close frame is on the wire
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, flushBytes); return &b }}
+
+func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
+	c := &conn{
+		s: s, ws: wsc, nc: wsc.NetConn(), id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(),
+		wake: make(chan struct{}, 1), readerDone: make(chan struct{}), stop: make(chan struct{}),
+	}
+	c.log = s.log.With("conn_id", c.id, "remote", c.remote)
+	return c
+}
+
+// Wake implements domain.Waker: it never blocks, and many wakes before the writer runs are one.
+func (c *conn) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) start() {
+	c.log.Info("ws connection opened")
+	if c.s.cfg.MaxFrameBytes > 0 {
+		c.ws.SetReadLimit(c.s.cfg.MaxFrameBytes)
+	}
+	c.extendReadDeadline()
+	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
+	// Answer pings from the writer, which owns the socket's write side; gorilla's default handler
+	// would write from the reader goroutine.
+	c.ws.SetPingHandler(func(data string) error {
+		c.enqueue(reply{typ: "", data: []byte(data)})
+		return nil
+	})
+	go c.readLoop()
+	go c.writeLoop()
+}
+
+func (c *conn) extendReadDeadline() {
+	if c.s.cfg.PingInterval <= 0 {
+		return
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
+}
+
+// setClose records why the connection ends unless a reason was recorded already.
+func (c *conn) setClose(code int, msg string) {
+	c.mu.Lock()
+	if c.closeCode == 0 {
+		c.closeCode, c.closeMsg = code, msg
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) requestShutdown() { c.stopOnce.Do(func() { close(c.stop) }) }
+
+// abort cuts the connection off: both goroutines fail on the closed socket and end.
+func (c *conn) abort() {
+	c.setClose(websocket.CloseGoingAway, "")
+	_ = c.nc.Close()
+}
+
+// enqueue hands a reply to the writer. A client that keeps sending requests without reading the
+// replies is cut off rather than allowed to grow the queue without bound.
+func (c *conn) enqueue(r reply) {
+	c.mu.Lock()
+	if len(c.replies) >= c.s.cfg.MaxPendingReplies {
+		c.mu.Unlock()
+		c.setClose(websocket.ClosePolicyViolation, "too many unread replies")
+		_ = c.nc.SetReadDeadline(time.Now()) // ends the reader, which ends the writer
+		return
+	}
+	c.replies = append(c.replies, r)
+	c.mu.Unlock()
+	c.Wake()
+}
+
+// ---- reader ----
+
+func (c *conn) readLoop() {
+	defer close(c.readerDone)
+	defer c.recoverPanic("reader")
+	var buf bytes.Buffer
+	for {
+		mt, r, err := c.ws.NextReader()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		c.extendReadDeadline()
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			c.readFailed(err)
+			return
+		}
+		if mt != websocket.TextMessage {
+			c.s.tel.Metrics.FrameIn(wire.TypeInvalid, buf.Len())
+			c.replyError(context.Background(), nil, "", domain.Errorf(domain.KindInvalid, "binary frames are not supported: send JSON text frames"))
+			continue
+		}
+		c.handle(buf.Bytes())
+		if buf.Cap() > 64<<10 {
+			buf = bytes.Buffer{} // don't let one large frame pin memory for the connection's life
+		}
+	}
+}
+
+func (c *conn) readFailed(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		c.setClose(ce.Code, "")
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has already sent the 1009 close frame.
+		c.setClose(websocket.CloseMessageTooBig, "")
+	default:
+		c.setClose(websocket.CloseAbnormalClosure, "")
+	}
+}
+
+func (c *conn) recoverPanic(where string) {
+	if v := recover(); v != nil {
+		c.log.Error("panic while serving a connection; closing it", "where", where, "panic", fmt.Sprint(v),
+			"stack", string(debug.Stack()))
+		c.s.tel.Metrics.Error(wire.CodeInternal)
+		c.setClose(websocket.CloseInternalServerErr, "internal error")
+		_ = c.nc.Close()
+	}
+}
+
+// handle serves one text frame. Every frame gets its own root context (or the client's trace).
+func (c *conn) handle(data []byte) {
+	req, err := wire.DecodeRequest(data)
+	typ := req.Type
+	if err != nil {
+		typ = wire.TypeInvalid
+	}
+	c.s.tel.Metrics.FrameIn(typ, len(data))
+	ctx := c.s.tel.FrameContext(context.Background(), req.TraceParent, req.TraceState)
+	if err != nil {
+		c.replyError(ctx, req.RequestID, "", err)
+		return
+	}
+	now := time.Now()
+	switch req.Type {
+	case wire.TypePing:
+		c.s.tel.Ping(ctx)
+		c.enqueue(reply{typ: wire.TypePong, data: wire.AppendPong(nil, req.RequestID, now)})
+	case wire.TypeSubscribe:
+		res, err := c.s.api.Subscribe(ctx, service.SubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, LastN: req.LastN, Owner: c})
+		if err != nil {
+			c.replyError(ctx, req.RequestID, string(req.Topic), err)
+			return
+		}
+		if !res.Renewed {
+			c.mu.Lock()
+			c.subs = append(c.subs, res.Sub)
+			c.mu.Unlock()
+		}
+		if res.Replaced != nil {
+			c.log.InfoContext(ctx, "subscription taken over from another connection", "topic", string(req.Topic), "client_id", req.ClientID)
+		}
+		c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now()), release: res.Sub})
+	case wire.TypeUnsubscribe:
+		if err := c.s.api.Unsubscribe(ctx, service.UnsubscribeRequest{Topic: req.Topic, ClientID: req.ClientID}); err != nil {
+			c.replyError(ctx, req.RequestID, string(req.Topic), err)
+			return
+		}
+		c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now())})
+	case wire.TypePublish:
+		if _, err := c.s.api.Publish(ctx, service.PublishRequest{Topic: req.Topic, Message: req.Message}); err != nil {
+			c.replyError(ctx, req.RequestID, string(req.Topic), err)
+			return
+		}
+		c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now())})
+	}
+}
+
+func (c *conn) replyError(ctx context.Context, requestID *string, topic string, err error) {
+	code, msg := wire.WSError(err)
+	c.s.tel.Metrics.Error(code)
+	level := slog.LevelInfo
+	if code == wire.CodeInternal && domain.KindOf(err) == domain.KindInternal {
+		level = slog.LevelError
+	}
+	c.log.Log(ctx, level, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
+	c.enqueue(reply{typ: wire.TypeError, data: wire.AppendError(nil, requestID, "", code, msg, time.Now())})
+}
+
+// ---- writer ----
+
+func (c *conn) writeLoop() {
+	defer c.teardown()
+	defer c.recoverPanic("writer")
+	var pingC, beatC <-chan time.Time
+	if d := c.s.cfg.PingInterval; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		pingC = t.C
+	}
+	if d := c.s.cfg.Heartbeat; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		beatC = t.C
+	}
+	for {
+		select {
+		case <-c.wake:
+		case <-c.readerDone:
+			return
+		case <-c.stop:
+			c.shutdown()
+			return
+		case <-pingC:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, c.s.writeDeadline(time.Now())); err != nil {
+				c.setClose(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-beatC:
+			c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
+		}
+		if err := c.flush(); err != nil {
+			if !errors.Is(err, errSlowConsumer) {
+				c.setClose(websocket.CloseAbnormalClosure, "")
+			}
+			return
+		}
+	}
+}
+
+var errSlowConsumer = errors.New("slow consumer disconnected")
+
+// appendFrame appends payload as one unmasked, unfragmented WebSocket text frame (RFC 6455 5.2).
+// The writer frames replies and events itself so that a whole batch leaves in one write: gorilla
+// hands every frame to the socket on its own.
+func appendFrame(b, payload []byte) []byte {
+	n := len(payload)
+	switch {
+	case n < 126:
+		b = append(b, 0x81, byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x81, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, payload...)
+}
+
+// appendControl appends a pong control frame (payload at most 125 bytes by RFC 6455).
+func appendPongControl(b, payload []byte) []byte {
+	if len(payload) > 125 {
+		payload = payload[:125]
+	}
+	b = append(b, 0x8A, byte(len(payload)))
+	return append(b, payload...)
+}
+
+// outStats counts one write batch by frame type, so the shared counters are touched once per batch.
+type outStats struct {
+	frames, bytes [5]int // indexed like wire.ServerTypes
+	delivered     int
+	oldest        *domain.Event
+}
+
+func typeIndex(typ string) int {
+	switch typ {
+	case wire.TypeAck:
+		return 0
+	case wire.TypeEvent:
+		return 1
+	case wire.TypeError:
+		return 2
+	case wire.TypePong:
+		return 3
+	}
+	return 4
+}
+
+func (o *outStats) add(typ string, size int) {
+	i := typeIndex(typ)
+	o.frames[i]++
+	o.bytes[i] += size
+}
+
+// traced remembers which events of a batch went to which client, for delivery spans.
+type traced struct {
+	events   []*domain.Event
+	clientID string
+}
+
+// flush writes everything that is ready: replies first, then each subscription's notices and events.
+// It loops until nothing is left, writing once per pass.
+func (c *conn) flush() error {
+	for {
+		more, err := c.flushOnce()
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+func (c *conn) flushOnce() (more bool, err error) {
+	if c.buf == nil {
+		c.buf = (*bufPool.Get().(*[]byte))[:0]
+	}
+	defer func() {
+		if !more {
+			b := c.buf[:0]
+			bufPool.Put(&b)
+			c.buf = nil
+		}
+	}()
+	var st outStats
+	var spans []traced
+	tracing := c.s.tel.TracingEnabled()
+
+	c.mu.Lock()
+	replies := c.replies
+	c.replies = nil
+	c.snapshot = append(c.snapshot[:0], c.subs...)
+	c.mu.Unlock()
+
+	now := time.Now()
+	for _, r := range replies {
+		if r.typ == "" {
+			c.buf = appendPongControl(c.buf, r.data)
+			continue
+		}
+		c.buf = appendFrame(c.buf, r.data)
+		st.add(r.typ, len(r.data))
+		if r.release != nil {
+			r.release.Release()
+		}
+	}
+	var ended []*domain.Subscription
+	for _, sub := range c.snapshot {
+		b := sub.Drain(c.events[:0], maxDrain)
+		c.events = b.Events[:0]
+		if b.Overflow {
+			return false, c.disconnectSlow(sub, b.Lost, &st)
+		}
+		if b.Dropped > 0 {
+			c.noteDrops(sub, b.Dropped, now)
+			msg := wire.AppendError(nil, nil, string(sub.Topic), wire.CodeSlowConsumer, "dropped "+strconv.FormatUint(b.Dropped, 10)+" messages", now)
+			c.buf = appendFrame(c.buf, msg)
+			st.add(wire.TypeError, len(msg))
+			c.s.tel.Metrics.Error(wire.CodeSlowConsumer)
+		} else if len(b.Events) > 0 {
+			c.endEpisode(sub, now)
+		}
+		for _, ev := range b.Events {
+			c.buf = appendFrame(c.buf, ev.Frame)
+			st.bytes[1] += len(ev.Frame)
+			if st.oldest == nil || ev.Time.Before(st.oldest.Time) {
+				st.oldest = ev
+			}
+		}
+		st.frames[1] += len(b.Events)
+		st.delivered += len(b.Events)
+		if tracing && len(b.Events) > 0 {
+			spans = append(spans, traced{events: slices.Clone(b.Events), clientID: sub.ClientID})
+		}
+		if len(b.Events) == maxDrain {
+			more = true
+		}
+		if b.End != domain.Live {
+			ended = append(ended, sub)
+			c.endNotice(sub, b, now, &st)
+		}
+	}
+	if len(ended) > 0 {
+		c.forgetSubs(ended)
+	}
+	if len(c.buf) == 0 {
+		return false, nil
+	}
+	start := time.Now()
+	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(start))
+	_, err = c.nc.Write(c.buf)
+	end := time.Now()
+	c.buf = c.buf[:0]
+	c.record(&st, end)
+	for _, t := range spans {
+		c.s.tel.TraceDeliveries(t.events, t.clientID, start, end)
+	}
+	if err != nil {
+		return false, err
+	}
+	return more, nil
+}
+
+func (c *conn) record(st *outStats, end time.Time) {
+	m := c.s.tel.Metrics
+	for i, typ := range wire.ServerTypes {
+		m.FramesOut(typ, st.frames[i], st.bytes[i])
+	}
+	c.s.tel.Delivered(st.delivered, st.oldest, end)
+}
+
+// endNotice tells the client why a subscription ended, when it did not ask for it.
+func (c *conn) endNotice(sub *domain.Subscription, b domain.Batch, now time.Time, st *outStats) {
+	var msg string
+	switch b.End {
+	case domain.TopicDeleted:
+		msg = wire.InfoTopicDeleted
+		c.s.tel.Metrics.Dropped(telemetry.DropTopicDeleted, b.Lost)
+	case domain.Replaced:
+		msg = wire.InfoSubscriptionReplaced
+	default:
+		return
+	}
+	data := wire.AppendInfo(nil, string(sub.Topic), msg, now)
+	c.buf = appendFrame(c.buf, data)
+	st.add(wire.TypeInfo, len(data))
+}
+
+func (c *conn) forgetSubs(ended []*domain.Subscription) {
+	c.mu.Lock()
+	c.subs = slices.DeleteFunc(c.subs, func(s *domain.Subscription) bool { return slices.Contains(ended, s) })
+	c.mu.Unlock()
+	for _, s := range ended {
+		c.endEpisode(s, time.Now())
+	}
+}
+
+// noteDrops accounts drops of the drop_oldest policy to the subscription's episode.
+func (c *conn) noteDrops(sub *domain.Subscription, n uint64, now time.Time) {
+	if c.episodes == nil {
+		c.episodes = make(map[*domain.Subscription]*episode)
+	}
+	e := c.episodes[sub]
+	if e == nil {
+		e = &episode{since: now}
+		c.episodes[sub] = e
+	}
+	e.lost += n
+}
+
+// endEpisode logs a finished slow-consumer episode once, with what it cost the client.
+func (c *conn) endEpisode(sub *domain.Subscription, now time.Time) {
+	e := c.episodes[sub]
+	if e == nil {
+		return
+	}
+	delete(c.episodes, sub)
+	c.log.Warn("slow consumer dropped messages", "topic", string(sub.Topic), "client_id", sub.ClientID,
+		"dropped", e.lost, "policy", "drop_oldest", "duration", now.Sub(e.since).String())
+}
+
+// disconnectSlow applies the disconnect policy: what is ready goes out, then SLOW_CONSUMER and 1008.
+func (c *conn) disconnectSlow(sub *domain.Subscription, lost uint64, st *outStats) error {
+	now := time.Now()
+	m := c.s.tel.Metrics
+	m.Dropped(telemetry.DropOverflowDisconnect, lost)
+	m.SlowDisc.Inc()
+	m.Error(wire.CodeSlowConsumer)
+	msg := wire.AppendError(nil, nil, string(sub.Topic), wire.CodeSlowConsumer,
+		"subscriber queue overflowed ("+strconv.FormatUint(lost, 10)+" messages undelivered); disconnecting", now)
+	c.buf = appendFrame(c.buf, msg)
+	st.add(wire.TypeError, len(msg))
+	c.log.Warn("slow consumer disconnected", "topic", string(sub.Topic), "client_id", sub.ClientID,
+		"dropped", lost, "policy", "disconnect")
+	c.setClose(websocket.ClosePolicyViolation, "slow consumer")
+	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(now))
+	_, _ = c.nc.Write(c.buf)
+	c.buf = c.buf[:0]
+	c.record(st, time.Now())
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "slow consumer"), c.s.writeDeadline(time.Now()))
+	c.closeSent = true
+	return errSlowConsumer
+}
+
+// shutdown is the connection's part of a graceful stop: flush what is queued, say server_shutdown,
+// close with 1001, and give the client a moment to answer the close before the socket goes.
+func (c *conn) shutdown() {
+	c.setClose(websocket.CloseGoingAway, "server shutting down")
+	if err := c.flush(); err != nil {
+		return
+	}
+	data := appendFrame(nil, wire.AppendInfo(nil, "", wire.InfoServerShutdown, time.Now()))
+	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(time.Now()))
+	if _, err := c.nc.Write(data); err != nil {
+		return
+	}
+	c.s.tel.Metrics.FramesOut(wire.TypeInfo, 1, len(data))
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), c.s.writeDeadline(time.Now()))
+	c.closeSent = true
+	wait := time.NewTimer(time.Second)
+	defer wait.Stop()
+	select {
+	case <-c.readerDone:
+	case <-wait.C:
+	}
+}
+
+// teardown runs once, in the writer, after it stops: the socket closes, the reader ends, the
+// subscriptions are released and the connection is accounted for.
+func (c *conn) teardown() {
+	c.mu.Lock()
+	code, reason := c.closeCode, c.closeMsg
+	c.mu.Unlock()
+	if code == 0 {
+		code = websocket.CloseAbnormalClosure
+	}
+	if reason != "" && !c.closeSent {
+		// We decided to close (a panic, a client that does not read its replies): say so.
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	}
+	_ = c.nc.Close()
+	<-c.readerDone
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.replies = nil
+	c.mu.Unlock()
+	for s := range c.episodes {
+		c.endEpisode(s, time.Now())
+	}
+	lost := c.s.api.Detach(subs)
+	c.s.tel.Metrics.Dropped(telemetry.DropConnectionClosed, lost)
+	c.s.tel.Metrics.ConnClosed(code)
+	clientIDs := make([]string, 0, len(subs))
+	for _, s := range subs {
+		clientIDs = append(clientIDs, s.ClientID)
+	}
+	c.log.Info("ws connection closed", "close_code", code, "duration", time.Since(c.opened).Round(time.Millisecond).String(),
+		"subscriptions", len(subs), "client_ids", clientIDs, "undelivered", lost)
+	c.s.forget(c)
+}

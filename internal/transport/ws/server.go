@@ -1,0 +1,177 @@
+// Package ws serves the /ws endpoint: the upgrade, one reader and one writer goroutine per
+// connection, frame dispatch to the service, batched writes, heartbeats and the connection's part of
+// graceful shutdown.
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/telemetry"
+)
+
+// Config tunes connections. Zero durations disable the matching timer.
+type Config struct {
+	PingInterval   time.Duration // WebSocket ping control frames to detect dead peers
+	PingTimeout    time.Duration // how long past a ping interval a peer may stay silent
+	Heartbeat      time.Duration // {"type":"info","msg":"ping"} interval
+	WriteTimeout   time.Duration // deadline for one batched write
+	MaxFrameBytes  int64         // larger client frames close the connection with 1009
+	AllowedOrigins []string      // empty: any Origin
+	// MaxPendingReplies bounds the replies (ack, pong, error, info) waiting for a client that sends
+	// requests but does not read; past it the connection is closed with 1008.
+	MaxPendingReplies int
+}
+
+// Server accepts and tracks WebSocket connections. Create it with NewServer.
+type Server struct {
+	cfg      Config
+	api      service.API
+	tel      *telemetry.Telemetry
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+	count    atomic.Int64
+	deadline atomic.Pointer[time.Time] // drain deadline once shutdown has begun
+}
+
+// writeBufferPool lends gorilla a write buffer only while it writes a control frame, so idle
+// connections hold none.
+var writeBufferPool sync.Pool
+
+// NewServer returns a Server that dispatches frames to api.
+func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxPendingReplies <= 0 {
+		cfg.MaxPendingReplies = 4096
+	}
+	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
+	s.upgrader = websocket.Upgrader{
+		// Small read buffers keep idle connections cheap; a larger frame is read in several fills.
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &writeBufferPool,
+		CheckOrigin:     s.checkOrigin,
+		Error:           s.upgradeError,
+	}
+	return s
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	if len(s.cfg.AllowedOrigins) == 0 {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	return origin == "" || slices.ContainsFunc(s.cfg.AllowedOrigins, func(o string) bool { return strings.EqualFold(o, origin) })
+}
+
+// upgradeError answers a failed handshake in the contract's JSON error shape.
+func (s *Server) upgradeError(w http.ResponseWriter, r *http.Request, status int, reason error) {
+	code := wire.CodeBadRequest
+	if status == http.StatusForbidden {
+		code = wire.CodeUnauthorized
+	}
+	s.tel.Metrics.Error(code)
+	wire.WriteError(w, status, code, "websocket handshake failed: "+reason.Error())
+}
+
+// Connections returns the number of open connections.
+func (s *Server) Connections() int { return int(s.count.Load()) }
+
+// ServeHTTP upgrades the request and starts the connection's reader and writer. It returns at once;
+// the connection lives on in those two goroutines.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		s.tel.Metrics.Error(wire.CodeUnavailable)
+		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "server is shutting down")
+		return
+	}
+	wsc, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := newConn(s, wsc, r)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = wsc.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server is shutting down"), time.Now().Add(time.Second))
+		_ = wsc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.count.Add(1)
+	s.tel.Metrics.ConnsOpened.Inc()
+	c.start()
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.count.Add(-1)
+	s.wg.Done()
+}
+
+// Shutdown refuses new connections, then asks every connection to flush what it has queued, send
+// server_shutdown and close with 1001. It returns when all are closed, or when ctx ends, after
+// cutting off those that are left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if d, ok := ctx.Deadline(); ok {
+		s.deadline.Store(&d)
+	}
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.requestShutdown()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.abort()
+	}
+	s.mu.Unlock()
+	<-done // aborting closes the sockets, so the goroutines end promptly
+	return ctx.Err()
+}
+
+// writeDeadline is when the next write must be done: the write timeout, shortened by the drain
+// deadline during shutdown.
+func (s *Server) writeDeadline(now time.Time) time.Time {
+	d := now.Add(s.cfg.WriteTimeout)
+	if dl := s.deadline.Load(); dl != nil && dl.Before(d) {
+		return *dl
+	}
+	return d
+}
