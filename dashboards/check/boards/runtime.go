@@ -1,0 +1,50 @@
+package boards
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+)
+
+// Runtime shows the Go runtime and process collectors of each pod: goroutines, heap, GC, CPU, file
+// descriptors. Each WebSocket connection costs two goroutines and one file descriptor, so these
+// lines should follow the connection count on the overview.
+func Runtime() (dashboard.Dashboard, error) {
+	b := base("pubsub-runtime", "PubSub / Runtime",
+		"Go runtime and process metrics per pod: goroutines, heap, GC, CPU, file descriptors, restarts and versions.").
+		WithRow(row("Versions")).
+		WithPanel(single("Versions running", "Pods per build (pubsub_build_info); more than one line means a rollout in progress.", "none", full,
+			q(`count by (version, revision, goversion) (pubsub_build_info{`+Sel+`})`, "{{version}} ({{revision}}, {{goversion}})")).
+			TextMode(common.BigValueTextModeValueAndName).
+			GraphMode(common.BigValueGraphModeNone)).
+		WithRow(row("Go runtime")).
+		WithPanel(graph("Goroutines", "Goroutines per pod: about two per WebSocket connection plus a fixed base.", "none", third, tall,
+			q(`sum by (pod) (go_goroutines{`+Sel+`})`, "{{pod}}"))).
+		WithPanel(graph("Heap", "Heap in use and the heap size that triggers the next GC, per pod.", "bytes", third, tall,
+			q(`sum by (pod) (go_memstats_heap_inuse_bytes{`+Sel+`})`, "in use {{pod}}"),
+			q(`sum by (pod) (go_memstats_next_gc_bytes{`+Sel+`})`, "next GC {{pod}}"))).
+		WithPanel(graph("Allocation rate", "Bytes allocated on the heap per second, per pod: the fan-out hot path should stay flat as subscribers grow.", "Bps", third, tall,
+			q(`sum by (pod) (rate(go_memstats_alloc_bytes_total{`+Sel+`}[$__rate_interval]))`, "{{pod}}"))).
+		WithPanel(graph("GC cycles", "Completed GC cycles per second, per pod.", "short", third, tall,
+			q(`sum by (pod) (rate(go_gc_duration_seconds_count{`+Sel+`}[$__rate_interval]))`, "{{pod}}"))).
+		WithPanel(graph("GC pause", "Mean stop-the-world pause per cycle, and the longest recent pause, per pod.", "s", third, tall,
+			q(`sum by (pod) (rate(go_gc_duration_seconds_sum{`+Sel+`}[$__rate_interval])) / sum by (pod) (rate(go_gc_duration_seconds_count{`+Sel+`}[$__rate_interval]))`, "mean {{pod}}"),
+			// The quantile label reads "1" when scraped as text and "1.0" as OpenMetrics (which
+			// Prometheus prefers, and before 3.0 does not normalise).
+			q(`max by (pod) (go_gc_duration_seconds{`+Sel+`, quantile=~"1|1.0"})`, "max {{pod}}"))).
+		WithPanel(graph("OS threads and GOMAXPROCS", "OS threads created by the runtime, and GOMAXPROCS, per pod.", "none", third, tall,
+			q(`sum by (pod) (go_threads{`+Sel+`})`, "threads {{pod}}"),
+			q(`sum by (pod) (go_sched_gomaxprocs_threads{`+Sel+`})`, "GOMAXPROCS {{pod}}"))).
+		WithRow(row("Process")).
+		WithPanel(graph("CPU", "CPU time used per second (cores), per pod.", "short", third, tall,
+			q(`sum by (pod) (rate(process_cpu_seconds_total{`+Sel+`}[$__rate_interval]))`, "{{pod}}"))).
+		WithPanel(graph("Resident memory", "Resident set size, per pod.", "bytes", third, tall,
+			q(`sum by (pod) (process_resident_memory_bytes{`+Sel+`})`, "{{pod}}"))).
+		WithPanel(graph("File descriptors", "Open file descriptors as a share of the limit, per pod. Each WebSocket connection holds one.", "percentunit", third, tall,
+			q(`max by (pod) (process_open_fds{`+Sel+`} / process_max_fds{`+Sel+`})`, "{{pod}}")).
+			Min(0)).
+		WithPanel(graph("Open file descriptors", "Open file descriptors, per pod.", "none", half, tall,
+			q(`sum by (pod) (process_open_fds{`+Sel+`})`, "{{pod}}"))).
+		WithPanel(graph("Uptime", "Seconds since the process started, per pod: a drop to zero is a restart.", "s", half, tall,
+			q(`max by (pod) (time() - process_start_time_seconds{`+Sel+`})`, "{{pod}}")))
+	return build(b)
+}
