@@ -50,7 +50,10 @@ func settings() []setting {
 		{"port", "PUBSUB_PORT", "8080", "port of the WebSocket and REST listener (0: any free port)", func(c *Config, v string) error {
 			return intIn(&c.Port, v, 0, 65535)
 		}},
-		{"admin-addr", "PUBSUB_ADMIN_ADDR", ":9464", "address of the admin listener (/metrics, /debug/pprof); empty disables it", func(c *Config, v string) error {
+		{"admin-addr", "PUBSUB_ADMIN_ADDR", ":9464", "address of the admin listener (/metrics, /debug/pprof); off disables it", func(c *Config, v string) error {
+			if v == "off" {
+				v = ""
+			}
 			c.AdminAddr = v
 			return nil
 		}},

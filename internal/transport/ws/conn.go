@@ -197,8 +197,8 @@ func (c *conn) recoverPanic(where string) {
 		c.log.Error("panic while serving a connection; closing it", "where", where, "panic", fmt.Sprint(v),
 			"stack", string(debug.Stack()))
 		c.s.tel.Metrics.Error(wire.CodeInternal)
+		// The writer's teardown sends the 1011 close frame and releases everything.
 		c.setClose(websocket.CloseInternalServerErr, "internal error")
-		_ = c.nc.Close()
 	}
 }
 
@@ -362,7 +362,7 @@ type traced struct {
 	clientID string
 }
 
-// flush writes everything that is ready: replies first, then each subscription's notices and events.
+// flush writes everything that is ready: each subscription's notices and events, then the replies.
 // It loops until nothing is left, writing once per pass.
 func (c *conn) flush() error {
 	for {
@@ -395,17 +395,6 @@ func (c *conn) flushOnce() (more bool, err error) {
 	c.mu.Unlock()
 
 	now := time.Now()
-	for _, r := range replies {
-		if r.typ == "" {
-			c.buf = appendPongControl(c.buf, r.data)
-			continue
-		}
-		c.buf = appendFrame(c.buf, r.data)
-		st.add(r.typ, len(r.data))
-		if r.release != nil {
-			r.release.Release()
-		}
-	}
 	var ended []*domain.Subscription
 	for _, sub := range c.snapshot {
 		b := sub.Drain(c.events[:0], maxDrain)
@@ -419,8 +408,6 @@ func (c *conn) flushOnce() (more bool, err error) {
 			c.buf = appendFrame(c.buf, msg)
 			st.add(wire.TypeError, len(msg))
 			c.s.tel.Metrics.Error(wire.CodeSlowConsumer)
-		} else if len(b.Events) > 0 {
-			c.endEpisode(sub, now)
 		}
 		for _, ev := range b.Events {
 			c.buf = appendFrame(c.buf, ev.Frame)
@@ -440,10 +427,28 @@ func (c *conn) flushOnce() (more bool, err error) {
 		if b.End != domain.Live {
 			ended = append(ended, sub)
 			c.endNotice(sub, b, now, &st)
+		} else if c.episodes[sub] != nil && !sub.Pending() {
+			// The subscriber has caught up: its slow-consumer episode is over.
+			c.endEpisode(sub, now)
 		}
 	}
 	if len(ended) > 0 {
 		c.forgetSubs(ended)
+	}
+	// Replies go after the events drained above: the replies were taken first, so every event
+	// queued before a reply was queued leaves no later than that reply (a ping is a barrier).
+	for _, r := range replies {
+		if r.typ == "" {
+			c.buf = appendPongControl(c.buf, r.data)
+			continue
+		}
+		c.buf = appendFrame(c.buf, r.data)
+		st.add(r.typ, len(r.data))
+		if r.release != nil {
+			// The ack is ahead of everything drained from now on; the next pass sends the replay.
+			r.release.Release()
+			more = true
+		}
 	}
 	if len(c.buf) == 0 {
 		return false, nil

@@ -1,0 +1,294 @@
+package ws_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/pubsubd/pubsub/internal/broker/memory"
+	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/httpapi"
+	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/internal/transport/ws"
+	"github.com/pubsubd/pubsub/telemetry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitFor bounds every wait in these tests: long enough for a loaded CI machine, short enough
+// that a hang fails quickly.
+const waitFor = 10 * time.Second
+
+type serverOpts struct {
+	queue, history int
+	policy         domain.Policy
+	ws             ws.Config
+	wrap           func(service.API) service.API
+}
+
+type testServer struct {
+	URL  string
+	Tel  *telemetry.Telemetry
+	Svc  *service.Service
+	WS   *ws.Server
+	http *httptest.Server
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newServer(t testing.TB, o serverOpts) *testServer {
+	t.Helper()
+	if o.queue == 0 {
+		o.queue = 100
+	}
+	if o.history == 0 {
+		o.history = 100
+	}
+	logs := &syncBuffer{}
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
+		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
+		LogOutput: logs, LogFormat: "json", LogLevel: slog.LevelDebug, DeliverySpans: 16,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := memory.New(domain.TopicConfig{HistorySize: o.history, QueueSize: o.queue, Policy: o.policy, Encoder: wire.EncodeEvent})
+	svc := service.New(broker, service.Options{Observer: tel.Observer()})
+	var api service.API = tel.Instrument(svc, wire.CodeOf)
+	if o.wrap != nil {
+		api = o.wrap(api)
+	}
+	if o.ws.WriteTimeout == 0 {
+		o.ws.WriteTimeout = 5 * time.Second
+	}
+	if o.ws.MaxFrameBytes == 0 {
+		o.ws.MaxFrameBytes = 1 << 20
+	}
+	wsSrv := ws.NewServer(o.ws, api, tel)
+	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsSrv.Connections, Topics: broker.Counts, Ready: svc.Ready})
+	h := httptest.NewServer(httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsSrv, Ready: svc.Ready}))
+	ts := &testServer{URL: h.URL, Tel: tel, Svc: svc, WS: wsSrv, http: h, logs: logs}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = wsSrv.Shutdown(ctx)
+		h.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return ts
+}
+
+// do sends a REST request and decodes the JSON answer.
+func (s *testServer) do(t testing.TB, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type %q", method, path, ct)
+	}
+	return resp.StatusCode, out
+}
+
+func (s *testServer) createTopic(t testing.TB, name string) {
+	t.Helper()
+	if code, body := s.do(t, "POST", "/topics", fmt.Sprintf(`{"name":%q}`, name)); code != 201 {
+		t.Fatalf("create %s: %d %v", name, code, body)
+	}
+}
+
+// frame is a decoded server frame.
+type frame struct {
+	Type      string            `json:"type"`
+	RequestID *string           `json:"request_id"`
+	Topic     string            `json:"topic"`
+	Status    string            `json:"status"`
+	Msg       string            `json:"msg"`
+	Seq       uint64            `json:"seq"`
+	TS        string            `json:"ts"`
+	Message   *eventMessage     `json:"message"`
+	Error     *wire.ErrorDetail `json:"error"`
+	raw       []byte
+}
+
+type eventMessage struct {
+	ID      string            `json:"id"`
+	Payload json.RawMessage   `json:"payload"`
+	Headers map[string]string `json:"headers"`
+}
+
+type client struct {
+	t    testing.TB
+	conn *websocket.Conn
+}
+
+func (s *testServer) dial(t testing.TB) *client {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(s.URL, "http") + "/ws"
+	c, resp, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	cl := &client{t: t, conn: c}
+	t.Cleanup(func() { _ = c.Close() })
+	return cl
+}
+
+func (c *client) sendRaw(data string) {
+	c.t.Helper()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(waitFor))
+	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(data)); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(string(b))
+}
+
+// read returns the next frame, failing the test if none arrives in time.
+func (c *client) read() frame {
+	c.t.Helper()
+	f, err := c.tryRead(waitFor)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+func (c *client) tryRead(d time.Duration) (frame, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	mt, data, err := c.conn.ReadMessage()
+	if err != nil {
+		return frame{}, err
+	}
+	if mt != websocket.TextMessage {
+		return frame{}, fmt.Errorf("message type %d", mt)
+	}
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return frame{}, fmt.Errorf("frame %q: %v", data, err)
+	}
+	f.raw = data
+	return f, nil
+}
+
+// readType skips heartbeat info pings and returns the next frame, which must be of type typ.
+func (c *client) expect(typ string) frame {
+	c.t.Helper()
+	for {
+		f := c.read()
+		if f.Type == "info" && f.Msg == "ping" && typ != "info" {
+			continue
+		}
+		if f.Type != typ {
+			c.t.Fatalf("got %s, want a %s frame", f.raw, typ)
+		}
+		return f
+	}
+}
+
+func (c *client) subscribe(topic, clientID string, lastN int) frame {
+	c.t.Helper()
+	rid := "sub-" + clientID
+	c.send(map[string]any{"type": "subscribe", "topic": topic, "client_id": clientID, "last_n": lastN, "request_id": rid})
+	f := c.expect("ack")
+	if f.RequestID == nil || *f.RequestID != rid || f.Topic != topic || f.Status != "ok" {
+		c.t.Fatalf("subscribe ack: %s", f.raw)
+	}
+	return f
+}
+
+func (c *client) publish(topic string, payload any, requestID string) {
+	c.t.Helper()
+	c.send(map[string]any{"type": "publish", "topic": topic, "request_id": requestID,
+		"message": map[string]any{"id": uuid.NewString(), "payload": payload}})
+}
+
+// barrier sends a ping and returns every frame that arrived before its pong: since replies and
+// events leave one connection in order, anything the server had queued is among them.
+func (c *client) barrier() []frame {
+	c.t.Helper()
+	rid := "barrier-" + uuid.NewString()
+	c.send(map[string]any{"type": "ping", "request_id": rid})
+	var before []frame
+	for {
+		f := c.read()
+		if f.Type == "pong" && f.RequestID != nil && *f.RequestID == rid {
+			return before
+		}
+		before = append(before, f)
+	}
+}
+
+// expectClose reads until the connection closes and returns the close code.
+func (c *client) expectClose() (int, []frame) {
+	c.t.Helper()
+	var frames []frame
+	for {
+		f, err := c.tryRead(waitFor)
+		if err != nil {
+			if ce, ok := err.(*websocket.CloseError); ok {
+				return ce.Code, frames
+			}
+			c.t.Fatalf("want a close frame, got %v", err)
+		}
+		frames = append(frames, f)
+	}
+}
+
+type wsCfg = ws.Config
+
+func wsConfig(f func(*wsCfg)) ws.Config {
+	var c ws.Config
+	f(&c)
+	return c
+}
