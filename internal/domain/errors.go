@@ -3,7 +3,10 @@
 // telemetry or transports; every other layer depends on it, never the other way round.
 package domain
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Kind classifies a failure. Transports map each Kind, in exactly one table, to an HTTP status and a
 // wire error code, so the domain never needs to know either.
@@ -53,17 +56,12 @@ func Errorf(k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}
 }
 
-// KindOf returns the Kind of err, KindInternal when err carries none.
+// KindOf returns the Kind of err, KindInternal when err carries none. It searches the whole tree
+// errors.As searches (errors.Join, several %w), so it agrees with the message transports show.
 func KindOf(err error) Kind {
-	for err != nil {
-		if e, ok := err.(*Error); ok {
-			return e.Kind
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return KindInternal
-		}
-		err = u.Unwrap()
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
 	}
 	return KindInternal
 }

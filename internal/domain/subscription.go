@@ -104,7 +104,7 @@ func (s *Subscription) push(ev *Event) (int, pushResult) {
 	if s.n == c {
 		if s.policy == Disconnect {
 			s.overflow = true
-			s.lost += uint64(s.n) + 1 // the queued events and this one never reach the client
+			s.lost += uint64(s.n+len(s.replay)) + 1 // the queued and replay events and this one never reach the client
 			s.clearLocked()
 			s.mu.Unlock()
 			return c, pushOverflow
@@ -224,7 +224,9 @@ func (s *Subscription) Abandon() uint64 {
 	s.finish(ConnClosed)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lost := s.lost + s.dropped
+	// A Replaced subscription kept its events for the writer to flush; they are lost now too.
+	lost := s.lost + s.dropped + uint64(s.n+len(s.replay))
+	s.clearLocked()
 	s.lost, s.dropped = 0, 0
 	return lost
 }

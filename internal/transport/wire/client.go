@@ -263,15 +263,30 @@ func lastNField(data json.RawMessage) (int, error) {
 	if c := data[0]; c != '-' && (c < '0' || c > '9') {
 		return 0, invalid(msg)
 	}
-	// JSON has one number type: 5.0 and 1e2 are integers too; 1.5 is not.
+	// JSON has one number type: 5.0 and 1e2 are integers too; 1.5 is not. A positive number beyond
+	// float64 (1e400) is an integer larger than any history; one that underflows to 0 (1e-400) is a
+	// fraction.
 	f, err := strconv.ParseFloat(string(data), 64)
-	if err != nil || f != math.Trunc(f) || f < 0 {
+	if (err != nil && !math.IsInf(f, 1)) || f != math.Trunc(f) || f < 0 || (f == 0 && !zeroDigits(data)) {
 		return 0, invalid(msg)
 	}
 	if f > math.MaxInt32 {
 		return math.MaxInt32, nil // more than any history holds: "the whole history"
 	}
 	return int(f), nil
+}
+
+// zeroDigits reports whether every digit of the JSON number's mantissa is 0.
+func zeroDigits(num []byte) bool {
+	for _, c := range num {
+		if c == 'e' || c == 'E' {
+			break
+		}
+		if '1' <= c && c <= '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func stringField(data json.RawMessage, name string) (string, error) {
