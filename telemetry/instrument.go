@@ -2,12 +2,12 @@ package telemetry
 
 import (
 	"context"
+	"encoding/hex"
 	"maps"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pubsubd/pubsub/internal/domain"
@@ -52,32 +52,41 @@ type instrumented struct {
 	codeOf func(error) string
 }
 
-// op runs one operation inside its span and records its metrics.
-func (in *instrumented) op(ctx context.Context, op, name string, kind trace.SpanKind, attrs []attribute.KeyValue,
+// op runs one operation inside its span and records its metrics. attrs is only called for a span
+// that records, so an unsampled operation builds no attributes.
+func (in *instrumented) op(ctx context.Context, op, name string, kind trace.SpanKind, attrs func() []attribute.KeyValue,
 	fn func(context.Context) error) {
 	start := time.Now()
-	ctx, span := in.t.Tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+	ctx, span := in.t.Tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithTimestamp(start))
+	recording := span.IsRecording()
+	if recording && attrs != nil {
+		span.SetAttributes(attrs()...)
+	}
 	err := fn(ctx)
 	end := time.Now()
-	if err != nil && span.IsRecording() {
+	if err != nil && recording {
 		code := in.codeOf(err)
 		span.SetAttributes(attrErrorType.String(code), attrErrorCode.String(code))
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End(trace.WithTimestamp(end))
-	in.t.Metrics.Operation(op, err, end.Sub(start))
+	in.t.Metrics.Operation(op, err, end.Sub(start), span.SpanContext())
 }
 
 func (in *instrumented) CreateTopic(ctx context.Context, name domain.TopicName) (err error) {
 	in.op(ctx, OpTopicCreate, "topic.create "+string(name), trace.SpanKindInternal,
-		[]attribute.KeyValue{systemPubsub, attrDestination.String(string(name))},
+		func() []attribute.KeyValue {
+			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(name))}
+		},
 		func(ctx context.Context) error { err = in.next.CreateTopic(ctx, name); return err })
 	return err
 }
 
 func (in *instrumented) DeleteTopic(ctx context.Context, name domain.TopicName) (err error) {
 	in.op(ctx, OpTopicDelete, "topic.delete "+string(name), trace.SpanKindInternal,
-		[]attribute.KeyValue{systemPubsub, attrDestination.String(string(name))},
+		func() []attribute.KeyValue {
+			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(name))}
+		},
 		func(ctx context.Context) error { err = in.next.DeleteTopic(ctx, name); return err })
 	return err
 }
@@ -101,8 +110,10 @@ func (in *instrumented) Health(ctx context.Context) (service.Health, error) {
 
 func (in *instrumented) Subscribe(ctx context.Context, req service.SubscribeRequest) (res domain.SubscribeResult, err error) {
 	in.op(ctx, OpSubscribe, "subscribe "+string(req.Topic), trace.SpanKindServer,
-		[]attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpType.String("receive"),
-			attrOpName.String("subscribe"), attrClientID.String(req.ClientID), attrLastN.Int(req.LastN)},
+		func() []attribute.KeyValue {
+			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpType.String("receive"),
+				attrOpName.String("subscribe"), attrClientID.String(req.ClientID), attrLastN.Int(req.LastN)}
+		},
 		func(ctx context.Context) error {
 			res, err = in.next.Subscribe(ctx, req)
 			if err == nil {
@@ -115,8 +126,10 @@ func (in *instrumented) Subscribe(ctx context.Context, req service.SubscribeRequ
 
 func (in *instrumented) Unsubscribe(ctx context.Context, req service.UnsubscribeRequest) (err error) {
 	in.op(ctx, OpUnsubscribe, "unsubscribe "+string(req.Topic), trace.SpanKindServer,
-		[]attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpName.String("unsubscribe"),
-			attrClientID.String(req.ClientID)},
+		func() []attribute.KeyValue {
+			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpName.String("unsubscribe"),
+				attrClientID.String(req.ClientID)}
+		},
 		func(ctx context.Context) error { err = in.next.Unsubscribe(ctx, req); return err })
 	return err
 }
@@ -125,15 +138,22 @@ func (in *instrumented) Unsubscribe(ctx context.Context, req service.Unsubscribe
 // event every subscriber receives names the publish span, and delivery spans can join its trace.
 func (in *instrumented) Publish(ctx context.Context, req service.PublishRequest) (ev *domain.Event, err error) {
 	in.op(ctx, OpPublish, "publish "+string(req.Topic), trace.SpanKindProducer,
-		[]attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpType.String("send"),
-			attrOpName.String("publish"), attrMessageID.String(req.Message.ID.String()),
-			attrBodySize.Int(len(req.Message.Payload))},
+		func() []attribute.KeyValue {
+			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpType.String("send"),
+				attrOpName.String("publish"), attrMessageID.String(req.Message.ID.String()),
+				attrBodySize.Int(len(req.Message.Payload))}
+		},
 		func(ctx context.Context) error {
 			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+				// Subscribers get the publish span's trace context; baggage stays between the
+				// client and the server.
 				h := make(map[string]string, len(req.Message.Headers)+1)
 				maps.Copy(h, req.Message.Headers)
-				in.t.Propagator.Inject(ctx, propagation.MapCarrier(h))
-				delete(h, "baggage") // baggage stays between client and server; subscribers get trace context only
+				h["traceparent"] = traceparent(sc)
+				delete(h, "tracestate")
+				if ts := sc.TraceState().String(); ts != "" {
+					h["tracestate"] = ts
+				}
 				req.Message.Headers = h
 			}
 			ev, err = in.next.Publish(ctx, req)
@@ -146,6 +166,20 @@ func (in *instrumented) Publish(ctx context.Context, req service.PublishRequest)
 }
 
 func (in *instrumented) Detach(subs []*domain.Subscription) uint64 { return in.next.Detach(subs) }
+
+// traceparent formats sc as a W3C traceparent with one allocation; the propagator would take
+// several on every publish.
+func traceparent(sc trace.SpanContext) string {
+	var b [55]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags())})
+	return string(b[:])
+}
 
 // Observer returns the service.Observer that turns the steps inside an operation into metrics and,
 // for sampled operations, child spans.

@@ -219,8 +219,9 @@ func children(v *prometheus.CounterVec, labels []string) map[string]prometheus.C
 	return out
 }
 
-// Operation records one operation's outcome and duration.
-func (m *Metrics) Operation(op string, err error, d time.Duration) {
+// Operation records one operation's outcome and duration, with the trace as an exemplar when sc is
+// sampled.
+func (m *Metrics) Operation(op string, err error, d time.Duration, sc trace.SpanContext) {
 	o := m.ops[op]
 	if o == nil {
 		return
@@ -230,7 +231,7 @@ func (m *Metrics) Operation(op string, err error, d time.Duration) {
 	} else {
 		o.ok.Inc()
 	}
-	o.duration.Observe(d.Seconds())
+	observe(o.duration, d.Seconds(), sc)
 }
 
 // Error counts an error returned to a client.
@@ -272,15 +273,9 @@ func (m *Metrics) ConnClosed(code int) {
 	c.Inc()
 }
 
-// HTTPRequest counts a REST request by route template.
-func (m *Metrics) HTTPRequest(route, method string, code int, d time.Duration) {
-	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
-}
-
-// ObserveLatency observes v seconds on h, with the trace id as an exemplar when sc is sampled, so a
-// slow bucket links to its trace in Jaeger.
-func ObserveLatency(h prometheus.Histogram, v float64, sc trace.SpanContext) {
+// observe records v on h, with the trace id as an exemplar when sc is sampled, so a slow bucket
+// links to its trace in Jaeger.
+func observe(h prometheus.Observer, v float64, sc trace.SpanContext) {
 	if sc.IsSampled() {
 		if eo, ok := h.(prometheus.ExemplarObserver); ok {
 			eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
@@ -288,4 +283,10 @@ func ObserveLatency(h prometheus.Histogram, v float64, sc trace.SpanContext) {
 		}
 	}
 	h.Observe(v)
+}
+
+// HTTPRequest counts a REST request by route template.
+func (m *Metrics) HTTPRequest(route, method string, code int, d time.Duration, sc trace.SpanContext) {
+	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	observe(m.httpDuration.WithLabelValues(route, method), d.Seconds(), sc)
 }

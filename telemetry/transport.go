@@ -29,7 +29,7 @@ func (t *Telemetry) Ping(ctx context.Context) {
 	_, span := t.Tracer.Start(ctx, "ping", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
 		trace.WithAttributes(systemPubsub))
 	span.End()
-	t.Metrics.Operation(OpPing, nil, time.Since(start))
+	t.Metrics.Operation(OpPing, nil, time.Since(start), span.SpanContext())
 }
 
 // eventSpanContext returns the span context in the event's traceparent header, if any.
@@ -82,7 +82,7 @@ func (t *Telemetry) Delivered(n int, oldest *domain.Event, end time.Time) {
 	if t.tracing && sampled(oldest) {
 		sc = eventSpanContext(oldest)
 	}
-	ObserveLatency(t.Metrics.DeliveryLat, end.Sub(oldest.Time).Seconds(), sc)
+	observe(t.Metrics.DeliveryLat, end.Sub(oldest.Time).Seconds(), sc)
 }
 
 // TraceDeliveries records a consumer span for each sampled event written to clientID's socket

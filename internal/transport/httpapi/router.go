@@ -236,7 +236,7 @@ func (h *handlers) instrument(next http.Handler) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		next.ServeHTTP(sw, r)
-		h.tel.Metrics.HTTPRequest(route, r.Method, sw.code(), time.Since(start))
+		h.tel.Metrics.HTTPRequest(route, r.Method, sw.code(), time.Since(start), trace.SpanContextFromContext(r.Context()))
 	})
 }
 

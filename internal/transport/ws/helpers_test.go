@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
 	"github.com/pubsubd/pubsub/internal/broker/memory"
@@ -38,6 +40,9 @@ type serverOpts struct {
 	policy         domain.Policy
 	ws             ws.Config
 	wrap           func(service.API) service.API
+	// Tracing: when spans is set, every trace is recorded there (unless sampler says otherwise).
+	spans   *tracetest.SpanRecorder
+	sampler sdktrace.Sampler
 }
 
 type testServer struct {
@@ -78,6 +83,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
 		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
 		LogOutput: logs, LogFormat: "json", LogLevel: slog.LevelDebug, DeliverySpans: 16,
+		SpanProcessor: spanProcessor(o.spans), Sampler: o.sampler,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +114,13 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		}
 	})
 	return ts
+}
+
+func spanProcessor(r *tracetest.SpanRecorder) sdktrace.SpanProcessor {
+	if r == nil {
+		return nil
+	}
+	return r
 }
 
 // do sends a REST request and decodes the JSON answer.
