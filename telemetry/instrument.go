@@ -190,7 +190,7 @@ type observer struct{ t *Telemetry }
 func (o observer) Published(ctx context.Context, ev *domain.Event, st domain.PublishStats) {
 	m := o.t.Metrics
 	m.Published.Inc()
-	m.FanoutDuration.Observe(st.End.Sub(st.Appended).Seconds())
+	observe(m.FanoutDuration, st.End.Sub(st.Appended).Seconds(), trace.SpanContextFromContext(ctx))
 	m.FanoutWidth.Observe(float64(st.Subscribers))
 	if st.Subscribers > 0 {
 		m.QueueDepth.Observe(float64(st.MaxDepth))
