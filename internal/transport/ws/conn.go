@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -572,6 +573,29 @@ func (c *conn) shutdown() {
 	}
 }
 
+// lingerTime bounds how long a closing connection waits for the client to read our close frame.
+const lingerTime = time.Second
+
+// linger lets our close frame reach the client. Closing a socket that still has unread input makes
+// the kernel send a reset, and a reset can destroy the close frame before the client reads it (an
+// oversized frame is the usual case: most of it is still unread). So: stop writing, and consume
+// input until the client closes, for at most lingerTime.
+func (c *conn) linger() {
+	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	t := time.NewTimer(lingerTime)
+	defer t.Stop()
+	select {
+	case <-c.readerDone:
+	case <-t.C:
+		return
+	}
+	// The reader has stopped (read limit, panic): read and drop what is left ourselves.
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c.nc, 64<<20)
+}
+
 // teardown runs once, in the writer, after it stops: the socket closes, the reader ends, the
 // subscriptions are released and the connection is accounted for.
 func (c *conn) teardown() {
@@ -584,6 +608,10 @@ func (c *conn) teardown() {
 	if reason != "" && !c.closeSent {
 		// We decided to close (a panic, a client that does not read its replies): say so.
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+		c.closeSent = true
+	}
+	if c.closeSent || code == websocket.CloseMessageTooBig { // gorilla sent the 1009 itself
+		c.linger()
 	}
 	_ = c.nc.Close()
 	<-c.readerDone
