@@ -68,7 +68,143 @@ func invalid(format string, args ...any) error {
 // DecodeRequest parses one client frame. On failure the error is a domain.KindInvalid with a
 // message a person can act on, and the returned Request still carries RequestID and Type when they
 // could be read, so the error reply can echo the request_id.
+//
+// Well-typed frames, nearly all of them, are decoded in one pass into typed fields; a frame with a
+// field of the wrong JSON type is decoded again field by field, only to say precisely what is wrong.
 func DecodeRequest(data []byte) (Request, error) {
+	var f typedFrame
+	if err := json.Unmarshal(data, &f); err == nil {
+		return f.request()
+	}
+	return decodeByField(data)
+}
+
+// typedFrame is a client frame whose fields all have the JSON types the contract says. A nil
+// pointer is a field that was absent or null.
+type typedFrame struct {
+	Type        *string         `json:"type"`
+	RequestID   *string         `json:"request_id"`
+	Topic       *string         `json:"topic"`
+	ClientID    *string         `json:"client_id"`
+	LastN       json.RawMessage `json:"last_n"`
+	Message     *typedMessage   `json:"message"`
+	TraceParent *string         `json:"traceparent"`
+	TraceState  *string         `json:"tracestate"`
+}
+
+type typedMessage struct {
+	ID      *string           `json:"id"`
+	Payload json.RawMessage   `json:"payload"`
+	Headers map[string]string `json:"headers"`
+}
+
+// request validates f in the same order, and with the same messages, as decodeByField.
+func (f *typedFrame) request() (Request, error) {
+	req := Request{RequestID: f.RequestID}
+	if f.Type == nil {
+		return req, invalid("type is required")
+	}
+	switch typ := *f.Type; typ {
+	case TypeSubscribe, TypeUnsubscribe, TypePublish, TypePing:
+		req.Type = typ
+	default:
+		return req, invalid("unknown type %q: expected subscribe, unsubscribe, publish or ping", truncate(typ))
+	}
+	if f.TraceParent != nil {
+		if !ValidTraceParent(*f.TraceParent) {
+			return req, invalid("traceparent is not a valid W3C traceparent")
+		}
+		req.TraceParent = *f.TraceParent
+	}
+	if f.TraceState != nil {
+		if len(*f.TraceState) > MaxHeaderValue {
+			return req, invalid("tracestate is longer than %d bytes", MaxHeaderValue)
+		}
+		req.TraceState = *f.TraceState
+	}
+	if req.Type == TypePing {
+		return req, nil
+	}
+	var err error
+	if f.Topic == nil {
+		return req, invalid("topic is required")
+	}
+	if req.Topic, err = domain.ParseTopicName(*f.Topic); err != nil {
+		return req, err
+	}
+	switch req.Type {
+	case TypeSubscribe, TypeUnsubscribe:
+		if req.ClientID, err = checkClientID(f.ClientID); err != nil {
+			return req, err
+		}
+		if req.Type == TypeSubscribe {
+			if req.LastN, err = lastNField(f.LastN); err != nil {
+				return req, err
+			}
+		}
+	case TypePublish:
+		m := f.Message
+		if m == nil {
+			return req, invalid("message is required")
+		}
+		if m.ID == nil {
+			return req, invalid("message.id is required")
+		}
+		uid, err := parseID(*m.ID)
+		if err != nil {
+			return req, err
+		}
+		if m.Payload == nil {
+			return req, invalid("message.payload is required (null is allowed)")
+		}
+		req.Message = domain.Message{ID: uid, Payload: m.Payload}
+		if m.Headers != nil {
+			if err := checkHeaders(m.Headers); err != nil {
+				return req, err
+			}
+			if err := headerTrace(m.Headers, &req); err != nil {
+				return req, err
+			}
+			req.Message.Headers = m.Headers
+		}
+	}
+	return req, nil
+}
+
+func parseID(id string) (uuid.UUID, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil || len(id) != 36 || uid == uuid.Nil {
+		return uuid.Nil, invalid("message.id must be a valid UUID")
+	}
+	return uid, nil
+}
+
+// headerTrace takes the trace context from message.headers, where it wins over the frame's.
+func headerTrace(h map[string]string, req *Request) error {
+	tp, ok := h["traceparent"]
+	if !ok {
+		return nil
+	}
+	if !ValidTraceParent(tp) {
+		return invalid("message.headers.traceparent is not a valid W3C traceparent")
+	}
+	req.TraceParent, req.TraceState = tp, h["tracestate"]
+	return nil
+}
+
+func checkClientID(id *string) (string, error) {
+	if id == nil || *id == "" {
+		return "", invalid("client_id is required")
+	}
+	if len(*id) > MaxClientIDLen {
+		return "", invalid("client_id is longer than %d bytes", MaxClientIDLen)
+	}
+	return *id, nil
+}
+
+// decodeByField is the precise path: each field is decoded on its own, so a field of the wrong type
+// is named in the error.
+func decodeByField(data []byte) (Request, error) {
 	var req Request
 	var raw rawFrame
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -141,9 +277,9 @@ func decodeMessage(data json.RawMessage, req *Request) error {
 	if err := json.Unmarshal(m.ID, &id); err != nil {
 		return invalid("message.id must be a valid UUID")
 	}
-	uid, err := uuid.Parse(id)
-	if err != nil || len(id) != 36 || uid == uuid.Nil {
-		return invalid("message.id must be a valid UUID")
+	uid, err := parseID(id)
+	if err != nil {
+		return err
 	}
 	if m.Payload == nil {
 		return invalid("message.payload is required (null is allowed)")
@@ -155,12 +291,7 @@ func decodeMessage(data json.RawMessage, req *Request) error {
 			return err
 		}
 		req.Message.Headers = h
-		if tp, ok := h["traceparent"]; ok {
-			if !ValidTraceParent(tp) {
-				return invalid("message.headers.traceparent is not a valid W3C traceparent")
-			}
-			req.TraceParent, req.TraceState = tp, h["tracestate"]
-		}
+		return headerTrace(h, req)
 	}
 	return nil
 }
@@ -170,18 +301,22 @@ func headersField(data json.RawMessage) (map[string]string, error) {
 	if err := json.Unmarshal(data, &h); err != nil {
 		return nil, invalid("message.headers must be an object of string values")
 	}
+	return h, checkHeaders(h)
+}
+
+func checkHeaders(h map[string]string) error {
 	if len(h) > MaxHeaders {
-		return nil, invalid("message.headers has %d entries; the limit is %d", len(h), MaxHeaders)
+		return invalid("message.headers has %d entries; the limit is %d", len(h), MaxHeaders)
 	}
 	for k, v := range h {
 		if k == "" || len(k) > MaxHeaderKey {
-			return nil, invalid("message.headers keys must be 1 to %d bytes", MaxHeaderKey)
+			return invalid("message.headers keys must be 1 to %d bytes", MaxHeaderKey)
 		}
 		if len(v) > MaxHeaderValue {
-			return nil, invalid("message.headers[%q] is %d bytes; the limit is %d", truncate(k), len(v), MaxHeaderValue)
+			return invalid("message.headers[%q] is %d bytes; the limit is %d", truncate(k), len(v), MaxHeaderValue)
 		}
 	}
-	return h, nil
+	return nil
 }
 
 func traceContext(tpRaw, tsRaw json.RawMessage) (string, string, error) {
@@ -246,13 +381,7 @@ func clientIDField(data json.RawMessage) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if s == "" {
-		return "", invalid("client_id is required")
-	}
-	if len(s) > MaxClientIDLen {
-		return "", invalid("client_id is longer than %d bytes", MaxClientIDLen)
-	}
-	return s, nil
+	return checkClientID(&s)
 }
 
 func lastNField(data json.RawMessage) (int, error) {
