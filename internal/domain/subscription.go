@@ -59,6 +59,7 @@ type Subscription struct {
 	Owner    Waker
 
 	policy Policy
+	index  int // position in its topic's list; guarded by the topic's lock
 
 	mu       sync.Mutex
 	buf      []*Event // circular; grows on demand up to limit, so idle subscribers stay small
@@ -219,13 +220,15 @@ func (s *Subscription) Ended() EndReason {
 }
 
 // Abandon ends the subscription because its owner is going away, and returns how many events it
-// held that will now never be delivered (including any not yet reported by Drain).
+// held that will now never be delivered (including losses of an end or overflow not yet reported by
+// Drain). DropOldest drops are not among them: the publish that dropped them reported them already
+// (PublishStats.DroppedOldest), and counting them here too would count them twice.
 func (s *Subscription) Abandon() uint64 {
 	s.finish(ConnClosed)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A Replaced subscription kept its events for the writer to flush; they are lost now too.
-	lost := s.lost + s.dropped + uint64(s.n+len(s.replay))
+	lost := s.lost + uint64(s.n+len(s.replay))
 	s.clearLocked()
 	s.lost, s.dropped = 0, 0
 	return lost

@@ -37,7 +37,7 @@ type Topic struct {
 	seq     uint64
 	history *Ring
 	subs    map[string]*Subscription
-	list    []*Subscription // the values of subs, rebuilt on change so the fan-out walks a slice
+	list    []*Subscription // the values of subs, so the fan-out walks a slice; Subscription.index is a position in it
 	deleted bool
 }
 
@@ -132,8 +132,10 @@ func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeRes
 	}
 	s := newSubscription(t.name, clientID, owner, t.cfg.QueueSize, t.cfg.Policy)
 	s.replay = history
-	t.subs[clientID] = s
-	t.rebuildLocked()
+	if res.Replaced != nil {
+		t.removeLocked(res.Replaced)
+	}
+	t.addLocked(s)
 	res.Sub = s
 	return res, nil
 }
@@ -150,8 +152,7 @@ func (t *Topic) Unsubscribe(clientID string) (bool, error) {
 	if s == nil {
 		return false, nil
 	}
-	delete(t.subs, clientID)
-	t.rebuildLocked()
+	t.removeLocked(s)
 	s.finish(Unsubscribed)
 	s.Owner.Wake()
 	return true, nil
@@ -163,18 +164,27 @@ func (t *Topic) Unsubscribe(clientID string) (bool, error) {
 func (t *Topic) Detach(s *Subscription) {
 	t.mu.Lock()
 	if t.subs[s.ClientID] == s {
-		delete(t.subs, s.ClientID)
-		t.rebuildLocked()
+		t.removeLocked(s)
 	}
 	t.mu.Unlock()
 }
 
-func (t *Topic) rebuildLocked() {
-	list := make([]*Subscription, 0, len(t.subs))
-	for _, s := range t.subs {
-		list = append(list, s)
-	}
-	t.list = list
+// addLocked and removeLocked keep subs and list in step in O(1): with 10,000 subscribers a topic
+// that rebuilt its list on every change spent most of a mass disconnect doing so.
+func (t *Topic) addLocked(s *Subscription) {
+	t.subs[s.ClientID] = s
+	s.index = len(t.list)
+	t.list = append(t.list, s)
+}
+
+func (t *Topic) removeLocked(s *Subscription) {
+	delete(t.subs, s.ClientID)
+	last := len(t.list) - 1
+	moved := t.list[last]
+	t.list[s.index] = moved
+	moved.index = s.index
+	t.list[last] = nil
+	t.list = t.list[:last]
 }
 
 // TopicStats is a point-in-time reading of a topic.
