@@ -85,6 +85,16 @@ var rules = []rule{
 		forbidden: []string{mod + "/internal/transport", mod + "/telemetry", mod + "/cmd"},
 	},
 	{
+		// The broker contract suite is test support every engine imports: written against the ports
+		// only, so it can never lean on one engine's internals.
+		name:    "broker contract suite",
+		applies: []string{mod + "/internal/broker/brokertest"},
+		direct: func(g graph, imp string) bool {
+			return isStd(g, imp) || under(imp, mod+"/internal/domain", mod+"/internal/service", mod+"/internal/broker/brokertest")
+		},
+		allowed: "domain, service, the standard library",
+	},
+	{
 		name:      "transports",
 		applies:   []string{mod + "/internal/transport"},
 		forbidden: []string{mod + "/internal/broker", mod + "/cmd"},
@@ -283,6 +293,7 @@ var cleanGraph = []string{
 	mod + "/internal/domain: fmt sync time errors github.com/google/uuid",
 	mod + "/internal/service: context sync/atomic time github.com/google/uuid " + mod + "/internal/domain",
 	mod + "/internal/broker/memory: context " + mod + "/internal/domain " + mod + "/internal/service",
+	mod + "/internal/broker/brokertest: testing sync " + mod + "/internal/domain " + mod + "/internal/service",
 	mod + "/internal/transport/wire: encoding/json net/http " + mod + "/internal/domain",
 	mod + "/internal/transport/ws: net/http github.com/gorilla/websocket " + mod + "/internal/service " +
 		mod + "/internal/transport/wire " + mod + "/telemetry",
@@ -324,13 +335,15 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		{"service reaches net/http through the standard library", []string{service + ": expvar"},
 			[]string{service + " -> expvar -> net/http"}},
 		{"service imports telemetry", []string{service + ": " + tel}, []string{service + " -> " + tel,
-			memory + " -> " + service + " -> " + tel}},
+			memory + " -> " + service + " -> " + tel, mod + "/internal/broker/brokertest -> " + service + " -> " + tel}},
 		{"service imports otel", []string{service + ": go.opentelemetry.io/otel/trace"}, []string{service + " -> go.opentelemetry.io/otel/trace"}},
 		{"service imports a broker adapter", []string{service + ": " + memory}, []string{service + " -> " + memory,
 			ws + " -> " + service + " -> " + memory, httpapi + " -> " + service + " -> " + memory, tel + " -> " + service + " -> " + memory}},
 		{"broker imports a transport", []string{memory + ": " + wire}, []string{memory + " -> " + wire}},
 		{"broker reaches telemetry", []string{mod + "/internal/broker/redis: " + service + " example.com/x", "example.com/x: " + tel},
 			[]string{mod + "/internal/broker/redis -> example.com/x -> " + tel}},
+		{"contract suite imports an engine", []string{mod + "/internal/broker/brokertest: " + memory},
+			[]string{mod + "/internal/broker/brokertest -> " + memory}},
 		{"transport imports a broker adapter", []string{ws + ": " + memory}, []string{ws + " -> " + memory}},
 		{"ws imports httpapi", []string{ws + ": " + httpapi}, []string{ws + " -> " + httpapi}},
 		{"httpapi reaches ws through a shared package", []string{httpapi + ": " + mod + "/internal/transport/shared",

@@ -1,0 +1,29 @@
+// Package brokertest is the contract every service.Broker engine must keep, written as one test
+// suite. An engine's own tests call Run with a constructor; the in-memory engine is the reference
+// that the suite was written against, and any other engine (Redis, ...) must pass it unchanged.
+//
+// The contract, as the suite checks it:
+//
+//   - Topics are created once (again is domain.KindExists) and deleted once (again, or any operation
+//     on a missing topic, is domain.KindNotFound). Deleting a topic ends its subscriptions with
+//     domain.TopicDeleted, wakes their owners and counts their queued events as lost; a topic created
+//     again under the same name starts empty: seq from 1, no history, counters at zero.
+//   - Publish gives each topic's messages seq 1, 2, 3, ...; the event carries the message unchanged,
+//     the topic's Encoder output as Frame and the Now clock's time; and when Publish returns the event
+//     is in the history and in the queue of every subscription of this broker, with PublishStats that
+//     say so (Subscribers, Enqueued, DroppedOldest, Overflowed, MaxDepth, ordered timings).
+//   - Subscribe returns a held subscription: nothing drains from it until Release. last_n queues up
+//     to HistorySize of the newest events, oldest first, before any live event. The same owner
+//     subscribing the same client id again re-arms its subscription (Renewed, same *Subscription, no
+//     event twice); another owner takes it over (Replaced ends the old one, which still hands out
+//     what it had queued, and its owner is woken). Unsubscribe is idempotent.
+//   - Detach removes a subscription only while it is still the one registered for its client id: a
+//     newer subscription (taken over, or on a topic deleted and created again) is never removed.
+//   - Topics lists every topic sorted by name with its message and subscriber counts; Counts agrees.
+//   - Topics are isolated, and under concurrent publishers and subscribers (run with -race) every
+//     subscriber with room receives every event exactly once, in seq order.
+//   - A full queue applies the topic's Policy: DropOldest keeps the newest events and reports how
+//     many were dropped through Drain; Disconnect ends the stream with Overflow and the lost count.
+//
+// The suite never sleeps to synchronise: it waits on a Waker's channel with a deadline.
+package brokertest
