@@ -203,9 +203,12 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 		m.ConnsOpened, closed, m.httpRequests, m.httpDuration, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(gauges...)
+	// The status codes are open-ended, so the request counter is pre-created at the success code
+	// only: enough for the family to exist on the first scrape, and for a rate to read 0, not "no data".
 	for _, route := range Routes {
 		for _, method := range []string{"GET", "POST", "DELETE"} {
 			m.httpDuration.WithLabelValues(route, method)
+			m.httpRequests.WithLabelValues(route, method, "200")
 		}
 	}
 	return m

@@ -41,12 +41,14 @@ type Options struct {
 func NewRouter(o Options) http.Handler {
 	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready}
 	r := mux.NewRouter()
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// mux runs its middleware only on matched routes, so the unrouted handlers are wrapped here:
+	// they are counted under route "other" like the metric contract says.
+	r.NotFoundHandler = h.instrument(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		wire.WriteError(w, http.StatusNotFound, "NOT_FOUND", "no such endpoint")
-	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	r.MethodNotAllowedHandler = h.instrument(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeBadRequest, "method not allowed on this endpoint")
-	})
+	}))
 	r.HandleFunc("/topics", h.createTopic).Methods(http.MethodPost)
 	r.HandleFunc("/topics", h.listTopics).Methods(http.MethodGet)
 	r.HandleFunc("/topics/{name}", h.deleteTopic).Methods(http.MethodDelete)
@@ -55,7 +57,9 @@ func NewRouter(o Options) http.Handler {
 	r.HandleFunc("/livez", h.livez).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet)
 	r.Handle("/ws", o.WS).Methods(http.MethodGet)
-	r.Use(h.instrument)
+	// The recoverer inside instrument turns a panic into the 500 that the span, the request metrics
+	// and the log (with the request's trace) all see; the outer one guards the unrouted handlers.
+	r.Use(h.instrument, h.recoverer)
 	return h.recoverer(r)
 }
 
@@ -219,13 +223,18 @@ func (h *handlers) instrument(next http.Handler) http.Handler {
 				route = tpl
 			}
 		}
+		method := r.Method
+		if !knownMethods[method] {
+			method = "_OTHER" // a client must not be able to mint label values (OTel's spelling)
+		}
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		traced := route != "/livez" && route != "/readyz" && route != "/ws"
+		// Probes and the WebSocket handshake are not traced (the frames are), nor is unrouted traffic.
+		traced := route != "/livez" && route != "/readyz" && route != "/ws" && route != "other"
 		if traced {
 			ctx := h.tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			ctx, span := h.tel.Tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route)))
+			ctx, span := h.tel.Tracer.Start(ctx, method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route)))
 			defer func() {
 				span.SetAttributes(attribute.Int("http.response.status_code", sw.code()))
 				if sw.code() >= 500 {
@@ -236,9 +245,14 @@ func (h *handlers) instrument(next http.Handler) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		next.ServeHTTP(sw, r)
-		h.tel.Metrics.HTTPRequest(route, r.Method, sw.code(), time.Since(start), trace.SpanContextFromContext(r.Context()))
+		h.tel.Metrics.HTTPRequest(route, method, sw.code(), time.Since(start), trace.SpanContextFromContext(r.Context()))
 	})
 }
+
+// knownMethods are the HTTP methods used as label values as they are; any other is "_OTHER".
+var knownMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
+	http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true, http.MethodConnect: true,
+	http.MethodOptions: true, http.MethodTrace: true}
 
 func (s *statusWriter) code() int {
 	if s.status == 0 {
