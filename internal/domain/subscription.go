@@ -94,6 +94,8 @@ const (
 func (s *Subscription) push(ev *Event) (int, pushResult) {
 	s.mu.Lock()
 	if s.end != Live || s.overflow {
+		// Cut off (or ended): the subscriber is gone as far as this topic is concerned, so later
+		// messages are not its losses; the overflow's own toll was counted when it tripped.
 		s.mu.Unlock()
 		return 0, pushIgnored
 	}

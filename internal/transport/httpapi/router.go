@@ -43,11 +43,15 @@ func NewRouter(o Options) http.Handler {
 	r := mux.NewRouter()
 	// mux runs its middleware only on matched routes, so the unrouted handlers are wrapped here:
 	// they are counted under route "other" like the metric contract says.
-	r.NotFoundHandler = h.instrument(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		wire.WriteError(w, http.StatusNotFound, "NOT_FOUND", "no such endpoint")
+	// Paths and methods outside the contract keep their HTTP statuses (404, 405) but speak the
+	// contract's error shape with its BAD_REQUEST code: the contract has no code of its own for them.
+	r.NotFoundHandler = h.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.tel.Metrics.Error(wire.CodeBadRequest)
+		wire.WriteError(w, http.StatusNotFound, wire.CodeBadRequest, "no such endpoint: "+r.URL.Path)
 	}))
-	r.MethodNotAllowedHandler = h.instrument(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeBadRequest, "method not allowed on this endpoint")
+	r.MethodNotAllowedHandler = h.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.tel.Metrics.Error(wire.CodeBadRequest)
+		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeBadRequest, "method "+r.Method+" is not allowed on "+r.URL.Path)
 	}))
 	r.HandleFunc("/topics", h.createTopic).Methods(http.MethodPost)
 	r.HandleFunc("/topics", h.listTopics).Methods(http.MethodGet)

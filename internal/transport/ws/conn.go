@@ -459,12 +459,14 @@ func (c *conn) flushOnce() (more bool, err error) {
 	_, err = c.nc.Write(c.buf)
 	end := time.Now()
 	c.buf = c.buf[:0]
+	if err != nil {
+		// Whatever this batch held never reached the client.
+		c.s.tel.Metrics.Dropped(telemetry.DropConnectionClosed, uint64(st.delivered))
+		return false, err
+	}
 	c.record(&st, end)
 	for _, t := range spans {
 		c.s.tel.TraceDeliveries(t.events, t.clientID, start, end)
-	}
-	if err != nil {
-		return false, err
 	}
 	return more, nil
 }
