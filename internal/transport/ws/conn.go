@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,7 +47,8 @@ type episode struct {
 }
 
 // conn is one WebSocket connection. The reader goroutine decodes frames and calls the service; the
-// writer goroutine owns every write to the socket and, when it ends, the connection's teardown.
+// writer goroutine (started on demand, see ensureWriter) owns every write to the socket and, when
+// the connection ends, its teardown.
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
@@ -54,9 +56,11 @@ type conn struct {
 	id     string
 	remote string
 	opened time.Time
-	log    *slog.Logger
 
 	wake       chan struct{} // cap 1: "there is something to write"
+	writing    atomic.Bool   // a writer goroutine is running
+	pingDue    atomic.Bool   // a WebSocket ping is due
+	beatDue    atomic.Bool   // an info heartbeat is due
 	readerDone chan struct{} // closed when the reader has returned
 	stop       chan struct{} // closed to ask for a graceful shutdown
 	stopOnce   sync.Once
@@ -67,7 +71,7 @@ type conn struct {
 	closeCode int    // why the connection ends; the first to set it wins
 	closeMsg  string // the reason sent in our close frame, if we send one
 
-	// Owned by the writer goroutine.
+	// Owned by the writer goroutine (one at a time, handed over through writing).
 	buf       []byte
 	events    []*domain.Event
 	snapshot  []*domain.Subscription
@@ -82,8 +86,13 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		s: s, ws: wsc, nc: wsc.NetConn(), id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(),
 		wake: make(chan struct{}, 1), readerDone: make(chan struct{}), stop: make(chan struct{}),
 	}
-	c.log = s.log.With("conn_id", c.id, "remote", c.remote)
 	return c
+}
+
+// logf logs with the connection's identity. It is not a logger made once with With: that would
+// keep pre-formatted attributes alive for every idle connection, and logs here are rare.
+func (c *conn) logf(ctx context.Context, level slog.Level, msg string, args ...any) {
+	c.s.log.Log(ctx, level, msg, append([]any{"conn_id", c.id, "remote", c.remote}, args...)...)
 }
 
 // Wake implements domain.Waker: it never blocks, and many wakes before the writer runs are one.
@@ -92,10 +101,33 @@ func (c *conn) Wake() {
 	case c.wake <- struct{}{}:
 	default:
 	}
+	c.ensureWriter()
+}
+
+// writerIdle is how long a writer goroutine waits for more work before it exits. The writer is
+// started on demand: an idle connection then holds one goroutine stack (its reader's), not two,
+// which is most of what 10,000 idle connections cost. A busy connection keeps its writer.
+const writerIdle = 2 * time.Second
+
+// ensureWriter starts the connection's writer goroutine unless one is running. At most one runs at
+// a time; the atomic hand-over orders everything the previous one wrote before the next one starts.
+func (c *conn) ensureWriter() {
+	if !c.writing.Load() && c.writing.CompareAndSwap(false, true) {
+		go c.writeLoop()
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *conn) start() {
-	c.log.Info("ws connection opened")
+	c.logf(context.Background(), slog.LevelInfo, "ws connection opened")
 	if c.s.cfg.MaxFrameBytes > 0 {
 		c.ws.SetReadLimit(c.s.cfg.MaxFrameBytes)
 	}
@@ -108,7 +140,6 @@ func (c *conn) start() {
 		return nil
 	})
 	go c.readLoop()
-	go c.writeLoop()
 }
 
 func (c *conn) extendReadDeadline() {
@@ -127,7 +158,10 @@ func (c *conn) setClose(code int, msg string) {
 	c.mu.Unlock()
 }
 
-func (c *conn) requestShutdown() { c.stopOnce.Do(func() { close(c.stop) }) }
+func (c *conn) requestShutdown() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	c.ensureWriter()
+}
 
 // abort cuts the connection off: both goroutines fail on the closed socket and end.
 func (c *conn) abort() {
@@ -153,9 +187,11 @@ func (c *conn) enqueue(r reply) {
 // ---- reader ----
 
 func (c *conn) readLoop() {
-	defer close(c.readerDone)
-	defer c.recoverPanic("reader")
-	var buf bytes.Buffer
+	defer func() {
+		close(c.readerDone)
+		c.ensureWriter() // the writer tears the connection down
+	}()
+	defer func() { c.panicked(recover(), "reader") }()
 	for {
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
@@ -163,21 +199,35 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.extendReadDeadline()
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
+		if err := c.readFrame(mt, r); err != nil {
 			c.readFailed(err)
 			return
 		}
-		if mt != websocket.TextMessage {
-			c.s.tel.Metrics.FrameIn(wire.TypeInvalid, buf.Len())
-			c.replyError(context.Background(), nil, "", domain.Errorf(domain.KindInvalid, "binary frames are not supported: send JSON text frames"))
-			continue
-		}
-		c.handle(buf.Bytes())
-		if buf.Cap() > 64<<10 {
-			buf = bytes.Buffer{} // don't let one large frame pin memory for the connection's life
-		}
 	}
+}
+
+// frameBufs lends the reader a buffer for one frame only, so an idle connection holds none.
+var frameBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (c *conn) readFrame(mt int, r io.Reader) error {
+	buf := frameBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<10 { // one huge frame must not stay pinned in the pool
+			frameBufs.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return err
+	}
+	if mt != websocket.TextMessage {
+		c.s.tel.Metrics.FrameIn(wire.TypeInvalid, buf.Len())
+		c.replyError(context.Background(), nil, "", domain.Errorf(domain.KindInvalid, "binary frames are not supported: send JSON text frames"))
+		return nil
+	}
+	// handle keeps nothing of the frame's bytes: the decoder copies what it retains.
+	c.handle(buf.Bytes())
+	return nil
 }
 
 func (c *conn) readFailed(err error) {
@@ -193,14 +243,18 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-func (c *conn) recoverPanic(where string) {
-	if v := recover(); v != nil {
-		c.log.Error("panic while serving a connection; closing it", "where", where, "panic", fmt.Sprint(v),
+// panicked handles a value recovered from a panic in one of the connection's goroutines, and
+// reports whether there was one.
+func (c *conn) panicked(v any, where string) bool {
+	if v != nil {
+		c.logf(context.Background(), slog.LevelError, "panic while serving a connection; closing it", "where", where, "panic", fmt.Sprint(v),
 			"stack", string(debug.Stack()))
 		c.s.tel.Metrics.Error(wire.CodeInternal)
 		// The writer's teardown sends the 1011 close frame and releases everything.
 		c.setClose(websocket.CloseInternalServerErr, "internal error")
+		return true
 	}
+	return false
 }
 
 // handle serves one text frame. Every frame gets its own root context (or the client's trace).
@@ -233,7 +287,7 @@ func (c *conn) handle(data []byte) {
 			c.mu.Unlock()
 		}
 		if res.Replaced != nil {
-			c.log.InfoContext(ctx, "subscription taken over from another connection", "topic", string(req.Topic), "client_id", req.ClientID)
+			c.logf(ctx, slog.LevelInfo, "subscription taken over from another connection", "topic", string(req.Topic), "client_id", req.ClientID)
 		}
 		c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now()), release: res.Sub})
 	case wire.TypeUnsubscribe:
@@ -258,48 +312,66 @@ func (c *conn) replyError(ctx context.Context, requestID *string, topic string, 
 	if code == wire.CodeInternal && domain.KindOf(err) == domain.KindInternal {
 		level = slog.LevelError
 	}
-	c.log.Log(ctx, level, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
+	c.logf(ctx, level, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
 	c.enqueue(reply{typ: wire.TypeError, data: wire.AppendError(nil, requestID, "", code, msg, time.Now())})
 }
 
 // ---- writer ----
 
 func (c *conn) writeLoop() {
-	defer c.teardown()
-	defer c.recoverPanic("writer")
-	var pingC, beatC <-chan time.Time
-	if d := c.s.cfg.PingInterval; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		pingC = t.C
+	if c.serveWrites() {
+		c.teardown()
 	}
-	if d := c.s.cfg.Heartbeat; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		beatC = t.C
-	}
+}
+
+// serveWrites writes until the connection is finished (true), or until it has been idle for
+// writerIdle (false): then the goroutine ends, and the next Wake starts another.
+func (c *conn) serveWrites() (finished bool) {
+	defer func() {
+		if c.panicked(recover(), "writer") {
+			finished = true
+		}
+	}()
+	idle := time.NewTimer(writerIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-c.wake:
 		case <-c.readerDone:
-			return
+			return true
 		case <-c.stop:
 			c.shutdown()
-			return
-		case <-pingC:
+			return true
+		case <-idle.C:
+			c.writing.Store(false)
+			// A Wake, stop or reader's end after the timer fired found a writer marked running and
+			// started none: look once more before leaving, and only keep going if still needed.
+			if len(c.wake) == 0 && !isClosed(c.readerDone) && !isClosed(c.stop) {
+				return false
+			}
+			if !c.writing.CompareAndSwap(false, true) {
+				return false // a new writer has taken over
+			}
+			idle.Reset(writerIdle)
+			continue
+		}
+		// The server's clock sets these for every connection (see Server.tick).
+		if c.pingDue.Swap(false) {
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, c.s.writeDeadline(time.Now())); err != nil {
 				c.setClose(websocket.CloseAbnormalClosure, "")
-				return
+				return true
 			}
-		case <-beatC:
+		}
+		if c.beatDue.Swap(false) {
 			c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
 		}
 		if err := c.flush(); err != nil {
 			if !errors.Is(err, errSlowConsumer) {
 				c.setClose(websocket.CloseAbnormalClosure, "")
 			}
-			return
+			return true
 		}
+		idle.Reset(writerIdle)
 	}
 }
 
@@ -525,7 +597,7 @@ func (c *conn) endEpisode(sub *domain.Subscription, now time.Time) {
 		return
 	}
 	delete(c.episodes, sub)
-	c.log.Warn("slow consumer dropped messages", "topic", string(sub.Topic), "client_id", sub.ClientID,
+	c.logf(context.Background(), slog.LevelWarn, "slow consumer dropped messages", "topic", string(sub.Topic), "client_id", sub.ClientID,
 		"dropped", e.lost, "policy", "drop_oldest", "duration", now.Sub(e.since).String())
 }
 
@@ -540,7 +612,7 @@ func (c *conn) disconnectSlow(sub *domain.Subscription, lost uint64, st *outStat
 		"subscriber queue overflowed ("+strconv.FormatUint(lost, 10)+" messages undelivered); disconnecting", now)
 	c.buf = appendFrame(c.buf, msg)
 	st.add(wire.TypeError, len(msg))
-	c.log.Warn("slow consumer disconnected", "topic", string(sub.Topic), "client_id", sub.ClientID,
+	c.logf(context.Background(), slog.LevelWarn, "slow consumer disconnected", "topic", string(sub.Topic), "client_id", sub.ClientID,
 		"dropped", lost, "policy", "disconnect")
 	c.setClose(websocket.ClosePolicyViolation, "slow consumer")
 	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(now))
@@ -632,7 +704,7 @@ func (c *conn) teardown() {
 	for _, s := range subs {
 		clientIDs = append(clientIDs, s.ClientID)
 	}
-	c.log.Info("ws connection closed", "close_code", code, "duration", time.Since(c.opened).Round(time.Millisecond).String(),
+	c.logf(context.Background(), slog.LevelInfo, "ws connection closed", "close_code", code, "duration", time.Since(c.opened).Round(time.Millisecond).String(),
 		"subscriptions", len(subs), "client_ids", clientIDs, "undelivered", lost)
 	c.s.forget(c)
 }

@@ -47,6 +47,10 @@ type Server struct {
 	wg       sync.WaitGroup
 	count    atomic.Int64
 	deadline atomic.Pointer[time.Time] // drain deadline once shutdown has begun
+
+	tickStop chan struct{} // closed by Shutdown; ends the tick goroutine
+	tickDone chan struct{}
+	stopOnce sync.Once
 }
 
 // writeBufferPool lends gorilla a write buffer only while it writes a control frame, so idle
@@ -64,13 +68,55 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.upgrader = websocket.Upgrader{
 		// Small read buffers keep idle connections cheap; a larger frame is read in several fills.
-		ReadBufferSize:  1024,
-		WriteBufferSize: 1024,
+		ReadBufferSize:  512,
+		WriteBufferSize: 512,
 		WriteBufferPool: &writeBufferPool,
 		CheckOrigin:     s.checkOrigin,
 		Error:           s.upgradeError,
 	}
+	s.tickStop, s.tickDone = make(chan struct{}), make(chan struct{})
+	go s.tick()
 	return s
+}
+
+// tick is the server's one clock for pings and heartbeats: it marks every connection due and wakes
+// its writer. Two timers per connection would cost 10,000 idle connections 20,000 timers.
+func (s *Server) tick() {
+	defer close(s.tickDone)
+	var pingC, beatC <-chan time.Time
+	if d := s.cfg.PingInterval; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		pingC = t.C
+	}
+	if d := s.cfg.Heartbeat; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		beatC = t.C
+	}
+	for {
+		select {
+		case <-s.tickStop:
+			return
+		case <-pingC:
+			s.each(func(c *conn) { c.pingDue.Store(true) })
+		case <-beatC:
+			s.each(func(c *conn) { c.beatDue.Store(true) })
+		}
+	}
+}
+
+func (s *Server) each(mark func(*conn)) {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		mark(c)
+		c.Wake()
+	}
 }
 
 func (s *Server) checkOrigin(r *http.Request) bool {
@@ -135,8 +181,10 @@ func (s *Server) forget(c *conn) {
 
 // Shutdown refuses new connections, then asks every connection to flush what it has queued, send
 // server_shutdown and close with 1001. It returns when all are closed, or when ctx ends, after
-// cutting off those that are left.
+// cutting off those that are left. Every Server must be shut down: it stops the server's clock.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.tickStop) })
+	defer func() { <-s.tickDone }()
 	if d, ok := ctx.Deadline(); ok {
 		s.deadline.Store(&d)
 	}
