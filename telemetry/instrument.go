@@ -52,54 +52,72 @@ type instrumented struct {
 	codeOf func(error) string
 }
 
-// op runs one operation inside its span and records its metrics. attrs is only called for a span
-// that records, so an unsampled operation builds no attributes.
-func (in *instrumented) op(ctx context.Context, op, name string, kind trace.SpanKind, attrs func() []attribute.KeyValue,
-	fn func(context.Context) error) {
+// Span start options built once: building them per call allocates.
+var (
+	kindInternal = trace.WithSpanKind(trace.SpanKindInternal)
+	kindServer   = trace.WithSpanKind(trace.SpanKindServer)
+	kindProducer = trace.WithSpanKind(trace.SpanKindProducer)
+)
+
+// opSpan is one operation in flight: its span and its start, for the metrics at its end.
+type opSpan struct {
+	in    *instrumented
+	op    string
+	start time.Time
+	span  trace.Span
+}
+
+// begin starts an operation's span. The span is started under the constant op name and renamed
+// only when it records: an unsampled operation (99 % with the default sampler) then pays for no
+// name concatenation and no attributes.
+func (in *instrumented) begin(ctx context.Context, op, verb string, topic domain.TopicName, kind trace.SpanStartOption) (context.Context, opSpan) {
 	start := time.Now()
-	ctx, span := in.t.Tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithTimestamp(start))
-	recording := span.IsRecording()
-	if recording && attrs != nil {
-		span.SetAttributes(attrs()...)
+	ctx, span := in.t.Tracer.Start(ctx, verb, kind)
+	if topic != "" && span.IsRecording() {
+		span.SetName(verb + " " + string(topic))
+		span.SetAttributes(systemPubsub, attrDestination.String(string(topic)))
 	}
-	err := fn(ctx)
-	end := time.Now()
-	if err != nil && recording {
-		code := in.codeOf(err)
-		span.SetAttributes(attrErrorType.String(code), attrErrorCode.String(code))
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End(trace.WithTimestamp(end))
-	in.t.Metrics.Operation(op, err, end.Sub(start), span.SpanContext())
+	return ctx, opSpan{in: in, op: op, start: start, span: span}
 }
 
-func (in *instrumented) CreateTopic(ctx context.Context, name domain.TopicName) (err error) {
-	in.op(ctx, OpTopicCreate, "topic.create "+string(name), trace.SpanKindInternal,
-		func() []attribute.KeyValue {
-			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(name))}
-		},
-		func(ctx context.Context) error { err = in.next.CreateTopic(ctx, name); return err })
+// end records the outcome: error attributes and status on a recording span, and the operation's
+// count and duration (with the trace as exemplar when sampled).
+func (o opSpan) end(err error) {
+	d := time.Since(o.start)
+	if err != nil && o.span.IsRecording() {
+		code := o.in.codeOf(err)
+		o.span.SetAttributes(attrErrorType.String(code), attrErrorCode.String(code))
+		o.span.SetStatus(codes.Error, err.Error())
+	}
+	o.span.End()
+	o.in.t.Metrics.Operation(o.op, err, d, o.span.SpanContext())
+}
+
+func (in *instrumented) CreateTopic(ctx context.Context, name domain.TopicName) error {
+	ctx, o := in.begin(ctx, OpTopicCreate, "topic.create", name, kindInternal)
+	err := in.next.CreateTopic(ctx, name)
+	o.end(err)
 	return err
 }
 
-func (in *instrumented) DeleteTopic(ctx context.Context, name domain.TopicName) (err error) {
-	in.op(ctx, OpTopicDelete, "topic.delete "+string(name), trace.SpanKindInternal,
-		func() []attribute.KeyValue {
-			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(name))}
-		},
-		func(ctx context.Context) error { err = in.next.DeleteTopic(ctx, name); return err })
+func (in *instrumented) DeleteTopic(ctx context.Context, name domain.TopicName) error {
+	ctx, o := in.begin(ctx, OpTopicDelete, "topic.delete", name, kindInternal)
+	err := in.next.DeleteTopic(ctx, name)
+	o.end(err)
 	return err
 }
 
-func (in *instrumented) ListTopics(ctx context.Context) (out []domain.TopicStats, err error) {
-	in.op(ctx, OpTopicList, "topic.list", trace.SpanKindInternal, nil,
-		func(ctx context.Context) error { out, err = in.next.ListTopics(ctx); return err })
+func (in *instrumented) ListTopics(ctx context.Context) ([]domain.TopicStats, error) {
+	ctx, o := in.begin(ctx, OpTopicList, "topic.list", "", kindInternal)
+	out, err := in.next.ListTopics(ctx)
+	o.end(err)
 	return out, err
 }
 
-func (in *instrumented) Stats(ctx context.Context) (out []domain.TopicStats, err error) {
-	in.op(ctx, OpStats, "stats", trace.SpanKindInternal, nil,
-		func(ctx context.Context) error { out, err = in.next.Stats(ctx); return err })
+func (in *instrumented) Stats(ctx context.Context) ([]domain.TopicStats, error) {
+	ctx, o := in.begin(ctx, OpStats, "stats", "", kindInternal)
+	out, err := in.next.Stats(ctx)
+	o.end(err)
 	return out, err
 }
 
@@ -108,60 +126,55 @@ func (in *instrumented) Health(ctx context.Context) (service.Health, error) {
 	return in.next.Health(ctx)
 }
 
-func (in *instrumented) Subscribe(ctx context.Context, req service.SubscribeRequest) (res domain.SubscribeResult, err error) {
-	in.op(ctx, OpSubscribe, "subscribe "+string(req.Topic), trace.SpanKindServer,
-		func() []attribute.KeyValue {
-			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpType.String("receive"),
-				attrOpName.String("subscribe"), attrClientID.String(req.ClientID), attrLastN.Int(req.LastN)}
-		},
-		func(ctx context.Context) error {
-			res, err = in.next.Subscribe(ctx, req)
-			if err == nil {
-				trace.SpanFromContext(ctx).SetAttributes(attrReplayed.Int(res.Replayed))
-			}
-			return err
-		})
+func (in *instrumented) Subscribe(ctx context.Context, req service.SubscribeRequest) (domain.SubscribeResult, error) {
+	ctx, o := in.begin(ctx, OpSubscribe, "subscribe", req.Topic, kindServer)
+	if o.span.IsRecording() {
+		o.span.SetAttributes(attrOpType.String("receive"), attrOpName.String("subscribe"),
+			attrClientID.String(req.ClientID), attrLastN.Int(req.LastN))
+	}
+	res, err := in.next.Subscribe(ctx, req)
+	if err == nil && o.span.IsRecording() {
+		o.span.SetAttributes(attrReplayed.Int(res.Replayed))
+	}
+	o.end(err)
 	return res, err
 }
 
-func (in *instrumented) Unsubscribe(ctx context.Context, req service.UnsubscribeRequest) (err error) {
-	in.op(ctx, OpUnsubscribe, "unsubscribe "+string(req.Topic), trace.SpanKindServer,
-		func() []attribute.KeyValue {
-			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpName.String("unsubscribe"),
-				attrClientID.String(req.ClientID)}
-		},
-		func(ctx context.Context) error { err = in.next.Unsubscribe(ctx, req); return err })
+func (in *instrumented) Unsubscribe(ctx context.Context, req service.UnsubscribeRequest) error {
+	ctx, o := in.begin(ctx, OpUnsubscribe, "unsubscribe", req.Topic, kindServer)
+	if o.span.IsRecording() {
+		o.span.SetAttributes(attrOpName.String("unsubscribe"), attrClientID.String(req.ClientID))
+	}
+	err := in.next.Unsubscribe(ctx, req)
+	o.end(err)
 	return err
 }
 
 // Publish is a producer span. Its context is written into the message's traceparent header, so the
 // event every subscriber receives names the publish span, and delivery spans can join its trace.
-func (in *instrumented) Publish(ctx context.Context, req service.PublishRequest) (ev *domain.Event, err error) {
-	in.op(ctx, OpPublish, "publish "+string(req.Topic), trace.SpanKindProducer,
-		func() []attribute.KeyValue {
-			return []attribute.KeyValue{systemPubsub, attrDestination.String(string(req.Topic)), attrOpType.String("send"),
-				attrOpName.String("publish"), attrMessageID.String(req.Message.ID.String()),
-				attrBodySize.Int(len(req.Message.Payload))}
-		},
-		func(ctx context.Context) error {
-			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-				// Subscribers get the publish span's trace context; baggage stays between the
-				// client and the server.
-				h := make(map[string]string, len(req.Message.Headers)+1)
-				maps.Copy(h, req.Message.Headers)
-				h["traceparent"] = traceparent(sc)
-				delete(h, "tracestate")
-				if ts := sc.TraceState().String(); ts != "" {
-					h["tracestate"] = ts
-				}
-				req.Message.Headers = h
-			}
-			ev, err = in.next.Publish(ctx, req)
-			if err == nil {
-				trace.SpanFromContext(ctx).SetAttributes(attrSeq.Int64(int64(ev.Seq)))
-			}
-			return err
-		})
+func (in *instrumented) Publish(ctx context.Context, req service.PublishRequest) (*domain.Event, error) {
+	ctx, o := in.begin(ctx, OpPublish, "publish", req.Topic, kindProducer)
+	if o.span.IsRecording() {
+		o.span.SetAttributes(attrOpType.String("send"), attrOpName.String("publish"),
+			attrMessageID.String(req.Message.ID.String()), attrBodySize.Int(len(req.Message.Payload)))
+	}
+	if sc := o.span.SpanContext(); sc.IsValid() {
+		// Subscribers get the publish span's trace context (sampled or not, so that they can
+		// correlate with it); baggage stays between the client and the server.
+		h := make(map[string]string, len(req.Message.Headers)+1)
+		maps.Copy(h, req.Message.Headers)
+		h["traceparent"] = traceparent(sc)
+		delete(h, "tracestate")
+		if ts := sc.TraceState().String(); ts != "" {
+			h["tracestate"] = ts
+		}
+		req.Message.Headers = h
+	}
+	ev, err := in.next.Publish(ctx, req)
+	if err == nil && o.span.IsRecording() {
+		o.span.SetAttributes(attrSeq.Int64(int64(ev.Seq)))
+	}
+	o.end(err)
 	return ev, err
 }
 

@@ -54,10 +54,25 @@ func appendString(b []byte, s string) []byte {
 // tsLayout is RFC 3339 in UTC with milliseconds; with a UTC time the zone prints as "Z".
 const tsLayout = "2006-01-02T15:04:05.000Z07:00"
 
+// appendTS appends `"ts":"2006-01-02T15:04:05.000Z"`. It writes the digits itself: every event
+// and reply carries a ts, and time.AppendFormat's layout interpretation was the largest single cost
+// of encoding an event.
 func appendTS(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	if year < 0 || year > 9999 {
+		b = append(b, `"ts":"`...)
+		b = t.AppendFormat(b, tsLayout)
+		return append(b, '"')
+	}
 	b = append(b, `"ts":"`...)
-	b = t.UTC().AppendFormat(b, tsLayout)
-	return append(b, '"')
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
+	return b
 }
 
 // FormatTS formats t as the contract's ts.

@@ -1,7 +1,7 @@
 package wire
 
 import (
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,11 +46,12 @@ func EncodeEvent(ev *domain.Event) []byte {
 	b = append(b, m.Payload...)
 	if len(m.Headers) > 0 {
 		b = append(b, `,"headers":{`...)
-		keys := make([]string, 0, len(m.Headers))
+		var arr [MaxHeaders]string // headers are bounded; sorting them needs no allocation
+		keys := arr[:0]
 		for k := range m.Headers {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		for i, k := range keys {
 			if i > 0 {
 				b = append(b, ',')
