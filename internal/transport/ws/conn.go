@@ -76,7 +76,18 @@ type conn struct {
 	events    []*domain.Event
 	snapshot  []*domain.Subscription
 	episodes  map[*domain.Subscription]*episode
-	closeSent bool // our close frame is on the wire
+	closeSent bool         // our close frame is on the wire
+	pending   pendingStats // counts not yet added to the shared metrics
+	published time.Time    // when pending was last published
+	deadline  time.Time    // the write deadline currently set on the socket
+}
+
+// pendingStats are a connection's written frames not yet counted in the shared metrics.
+type pendingStats struct {
+	frames, bytes [5]int // indexed like wire.ServerTypes
+	delivered     int
+	oldest        *domain.Event
+	oldestAt      time.Time // when the oldest was written
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, flushBytes); return &b }}
@@ -343,6 +354,7 @@ func (c *conn) serveWrites() (finished bool) {
 			c.shutdown()
 			return true
 		case <-idle.C:
+			c.publishMetrics(time.Now())
 			c.writing.Store(false)
 			// A Wake, stop or reader's end after the timer fired found a writer marked running and
 			// started none: look once more before leaving, and only keep going if still needed.
@@ -527,7 +539,7 @@ func (c *conn) flushOnce() (more bool, err error) {
 		return false, nil
 	}
 	start := time.Now()
-	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(start))
+	c.armWriteDeadline(start)
 	_, err = c.nc.Write(c.buf)
 	end := time.Now()
 	c.buf = c.buf[:0]
@@ -543,12 +555,51 @@ func (c *conn) flushOnce() (more bool, err error) {
 	return more, nil
 }
 
+// metricsWindow is how long a connection's writer accumulates its counts before adding them to the
+// shared metrics. With small batches (a quiet topic with many subscribers) one flush per batch
+// made the shared counters' cache lines bounce between cores on every delivery.
+const metricsWindow = 50 * time.Millisecond
+
+// record adds a written batch to the connection's pending counts, and publishes them once the
+// window has passed.
 func (c *conn) record(st *outStats, end time.Time) {
+	p := &c.pending
+	for i := range st.frames {
+		p.frames[i] += st.frames[i]
+		p.bytes[i] += st.bytes[i]
+	}
+	p.delivered += st.delivered
+	if st.oldest != nil && (p.oldest == nil || st.oldest.Time.Before(p.oldest.Time)) {
+		p.oldest, p.oldestAt = st.oldest, end
+	}
+	if end.Sub(c.published) >= metricsWindow {
+		c.publishMetrics(end)
+	}
+}
+
+// publishMetrics adds the pending counts to the shared metrics: the frames and bytes by type, the
+// deliveries, and one delivery-latency observation, for the oldest event written in the window.
+func (c *conn) publishMetrics(now time.Time) {
+	p := &c.pending
 	m := c.s.tel.Metrics
 	for i, typ := range wire.ServerTypes {
-		m.FramesOut(typ, st.frames[i], st.bytes[i])
+		m.FramesOut(typ, p.frames[i], p.bytes[i])
 	}
-	c.s.tel.Delivered(st.delivered, st.oldest, end)
+	if p.oldest != nil {
+		c.s.tel.Delivered(p.delivered, p.oldest, p.oldestAt)
+	}
+	*p = pendingStats{}
+	c.published = now
+}
+
+// armWriteDeadline sets the socket's write deadline, but only when it moved by more than half the
+// write timeout (or must move closer, during shutdown): setting it costs a timer update per call.
+func (c *conn) armWriteDeadline(now time.Time) {
+	d := c.s.writeDeadline(now)
+	if d.Before(c.deadline) || d.Sub(c.deadline) > c.s.cfg.WriteTimeout/2 {
+		_ = c.nc.SetWriteDeadline(d)
+		c.deadline = d
+	}
 }
 
 // endNotice tells the client why a subscription ended, when it did not ask for it.
@@ -615,7 +666,7 @@ func (c *conn) disconnectSlow(sub *domain.Subscription, lost uint64, st *outStat
 	c.logf(context.Background(), slog.LevelWarn, "slow consumer disconnected", "topic", string(sub.Topic), "client_id", sub.ClientID,
 		"dropped", lost, "policy", "disconnect")
 	c.setClose(websocket.ClosePolicyViolation, "slow consumer")
-	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(now))
+	c.armWriteDeadline(now)
 	_, _ = c.nc.Write(c.buf)
 	c.buf = c.buf[:0]
 	c.record(st, time.Now())
@@ -632,7 +683,7 @@ func (c *conn) shutdown() {
 		return
 	}
 	data := appendFrame(nil, wire.AppendInfo(nil, "", wire.InfoServerShutdown, time.Now()))
-	_ = c.nc.SetWriteDeadline(c.s.writeDeadline(time.Now()))
+	c.armWriteDeadline(time.Now())
 	if _, err := c.nc.Write(data); err != nil {
 		return
 	}
@@ -697,6 +748,7 @@ func (c *conn) teardown() {
 	for s := range c.episodes {
 		c.endEpisode(s, time.Now())
 	}
+	c.publishMetrics(time.Now())
 	lost := c.s.api.Detach(subs)
 	c.s.tel.Metrics.Dropped(telemetry.DropConnectionClosed, lost)
 	c.s.tel.Metrics.ConnClosed(code)
