@@ -147,7 +147,7 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	m.FanoutDuration = newHistogram("pubsub_fanout_duration_seconds", "Time to hand one message to every subscriber queue of its topic.", latencyBuckets)
 	m.FanoutWidth = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pubsub_fanout_subscribers",
 		Help: "Fan-out width: subscribers one message was handed to.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)})
-	m.DeliveryLat = newHistogram("pubsub_delivery_latency_seconds", "Publish accepted to event written to the subscriber socket, observed for the oldest event of each write batch.", latencyBuckets)
+	m.DeliveryLat = newHistogram("pubsub_delivery_latency_seconds", "Publish accepted to event written to the subscriber socket, observed for the oldest event each connection wrote in each 50 ms window.", latencyBuckets)
 	m.QueueDepth = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pubsub_subscriber_queue_depth",
 		Help: "Subscriber queue depth at enqueue: the deepest queue of each fan-out.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}})
 

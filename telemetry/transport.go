@@ -63,6 +63,10 @@ func sampledFlag(tp string) bool {
 	return v&1 == 1
 }
 
+// Sampled reports whether ev belongs to a sampled trace, so that a transport only keeps such events
+// for TraceDeliveries; it costs one map lookup.
+func (t *Telemetry) Sampled(ev *domain.Event) bool { return t.tracing && sampled(ev) }
+
 // sampled is the cheap test done before anything else: does the event carry a sampled trace
 // context? Unsampled events cost one map lookup.
 func sampled(ev *domain.Event) bool {

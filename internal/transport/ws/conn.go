@@ -503,8 +503,18 @@ func (c *conn) flushOnce() (more bool, err error) {
 		}
 		st.frames[1] += len(b.Events)
 		st.delivered += len(b.Events)
-		if tracing && len(b.Events) > 0 {
-			spans = append(spans, traced{events: slices.Clone(b.Events), clientID: sub.ClientID})
+		if tracing {
+			// Keep only sampled events for delivery spans: most events are not, and this runs
+			// for every delivery.
+			var keep []*domain.Event
+			for _, ev := range b.Events {
+				if c.s.tel.Sampled(ev) {
+					keep = append(keep, ev)
+				}
+			}
+			if keep != nil {
+				spans = append(spans, traced{events: keep, clientID: sub.ClientID})
+			}
 		}
 		if len(b.Events) == maxDrain {
 			more = true
