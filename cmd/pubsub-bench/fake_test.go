@@ -299,8 +299,10 @@ func TestBenchAgainstFakeServer(t *testing.T) {
 			args:  []string{"-scenario", "topics", "-topics", "3", "-subs", "1", "-count", "5", "-check"},
 			code:  1,
 			check: func(t *testing.T, r *result) {
-				// Each topic's first subscriber gets the 5 events of the 2 other topics.
-				if r.Groups[0].Leaks != 30 || !hasViolation(r, "isolation") {
+				// Each topic's first subscriber gets the events of the 2 other topics published
+				// after it subscribed: up to 3 x 2 x 5, fewer when another topic's publisher
+				// started first. Any leak must be caught.
+				if r.Groups[0].Leaks == 0 || r.Groups[0].Leaks > 30 || !hasViolation(r, "isolation") {
 					t.Errorf("leaks %d, violations %q", r.Groups[0].Leaks, r.Violations)
 				}
 			},
