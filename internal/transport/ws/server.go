@@ -79,10 +79,12 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	return s
 }
 
-// tick is the server's one clock for pings and heartbeats: it marks every connection due and wakes
-// its writer. Two timers per connection would cost 10,000 idle connections 20,000 timers.
+// tick is the server's one clock for pings, heartbeats and idle writers: it marks connections and
+// wakes their writers. Timers per connection would cost 10,000 idle connections 30,000 timers.
 func (s *Server) tick() {
 	defer close(s.tickDone)
+	idle := time.NewTicker(writerIdle)
+	defer idle.Stop()
 	var pingC, beatC <-chan time.Time
 	if d := s.cfg.PingInterval; d > 0 {
 		t := time.NewTicker(d)
@@ -102,7 +104,28 @@ func (s *Server) tick() {
 			s.each(func(c *conn) { c.pingDue.Store(true) })
 		case <-beatC:
 			s.each(func(c *conn) { c.beatDue.Store(true) })
+		case <-idle.C:
+			s.retireIdleWriters()
 		}
+	}
+}
+
+// writerIdle is the period after which a connection's writer goroutine that wrote nothing exits.
+const writerIdle = 2 * time.Second
+
+// retireIdleWriters asks every writer that wrote nothing since the last look to exit.
+func (s *Server) retireIdleWriters() {
+	s.mu.Lock()
+	var idle []*conn
+	for c := range s.conns {
+		if c.writing.Load() && !c.busy.Swap(false) {
+			idle = append(idle, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.retire.Store(true)
+		c.Wake()
 	}
 }
 
