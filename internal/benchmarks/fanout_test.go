@@ -30,6 +30,7 @@ type mode struct {
 
 var modes = []mode{
 	{name: "telemetry=off"},
+	{name: "telemetry=metrics", metrics: true},
 	{name: "telemetry=default", metrics: true, sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(telemetry.DefaultSampleRatio))},
 	{name: "telemetry=always", metrics: true, sampler: sdktrace.AlwaysSample()},
 }
