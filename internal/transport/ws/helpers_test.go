@@ -305,3 +305,22 @@ func wsConfig(f func(*wsCfg)) ws.Config {
 	f(&c)
 	return c
 }
+
+// publishUntilDisconnected publishes 32 KiB messages to topic in bursts, far faster than a slow
+// subscriber reads, until the server has cut one of the two connections off.
+func publishUntilDisconnected(t *testing.T, s *testServer, pub *client, topic string) {
+	t.Helper()
+	payload := strings.Repeat("x", 32<<10)
+	deadline := time.Now().Add(waitFor)
+	for s.WS.Connections() == 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow subscriber was never disconnected")
+		}
+		for i := 0; i < 50; i++ {
+			pub.publish(topic, payload, fmt.Sprint(i))
+		}
+		for i := 0; i < 50; i++ {
+			pub.expect("ack")
+		}
+	}
+}

@@ -284,19 +284,7 @@ func TestDisconnectPolicyCloses1008(t *testing.T) {
 			frames = append(frames, f)
 		}
 	}()
-	payload := strings.Repeat("x", 32<<10)
-	deadline := time.Now().Add(waitFor)
-	for s.WS.Connections() == 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("slow subscriber was never disconnected")
-		}
-		for i := 0; i < 50; i++ { // bursts: far faster than the subscriber reads
-			pub.publish("d", payload, fmt.Sprint(i))
-		}
-		for i := 0; i < 50; i++ {
-			pub.expect("ack")
-		}
-	}
+	publishUntilDisconnected(t, s, pub, "d")
 	r := <-res
 	if r.code != websocket.ClosePolicyViolation {
 		t.Fatalf("close code %d, want 1008", r.code)
