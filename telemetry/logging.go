@@ -28,7 +28,7 @@ func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 	var h slog.Handler
 	switch format {
 	case "text":
-		h = tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly + ".000", NoColor: !isTerminal(w)})
+		h = tint.NewTextHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly + ".000", NoColor: !isTerminal(w)})
 	case "json":
 		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	default:

@@ -177,7 +177,7 @@ func TestServiceNameResource(t *testing.T) {
 			res := rec.Ended()[0].Resource()
 			got := map[attribute.Key]string{}
 			for _, kv := range res.Attributes() {
-				got[kv.Key] = kv.Value.Emit()
+				got[kv.Key] = kv.Value.String()
 			}
 			if got["service.name"] != tc.want || got["service.version"] != "v1.2.3" {
 				t.Fatalf("resource %v: want service.name %q, service.version v1.2.3", got, tc.want)

@@ -68,8 +68,8 @@ func checkAttrs(t *testing.T, s sdktrace.ReadOnlySpan, want map[string]string) {
 	have := spanAttrs(s)
 	for k, v := range want {
 		got, ok := have[attribute.Key(k)]
-		if !ok || got.Emit() != v {
-			t.Errorf("span %q: %s = %q (set %v), want %q", s.Name(), k, got.Emit(), ok, v)
+		if !ok || got.String() != v {
+			t.Errorf("span %q: %s = %q (set %v), want %q", s.Name(), k, got.String(), ok, v)
 		}
 	}
 }
