@@ -33,13 +33,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/logbuffer"
 )
 
 // e2eSubscribers is how many WebSocket subscribers receive the published message; the trace must
@@ -264,7 +265,7 @@ func raceEnabled() bool {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *logbuffer.Buffer
 	done chan struct{}
 	err  error
 }
@@ -287,7 +288,7 @@ func startProcess(t *testing.T, name, bin string, args, extraEnv []string) *proc
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "PUBSUB_") || strings.HasPrefix(kv, "OTEL_") || strings.HasPrefix(kv, "JAEGER_")
 	})
-	p := &process{name: name, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &process{name: name, out: &logbuffer.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(env, extraEnv...)
 	p.cmd.Dir = t.TempDir()
@@ -312,33 +313,10 @@ func startProcess(t *testing.T, name, bin string, args, extraEnv []string) *proc
 			}
 		}
 		if t.Failed() {
-			t.Logf("---- %s output (exit: %v) ----\n%s", name, p.err, p.out.tail(64<<10))
+			t.Logf("---- %s output (exit: %v) ----\n%s", name, p.err, p.out.Tail(64<<10))
 		}
 	})
 	return p
-}
-
-// lockedBuffer is an io.Writer safe for the concurrent writes of a child's stdout and stderr.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// tail returns at most the last n bytes written.
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.Bytes()
-	if len(s) > n {
-		s = s[len(s)-n:]
-	}
-	return string(s)
 }
 
 // eventually polls check until it reports true, failing the test when ctx ends or one of the

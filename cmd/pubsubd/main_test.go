@@ -1,39 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pubsubd/pubsub/internal/config"
+	"github.com/pubsubd/pubsub/internal/logbuffer"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 
 func TestRunRefusesBadConfiguration(t *testing.T) {
-	var out lockedBuffer
+	var out logbuffer.Buffer
 	err := run(context.Background(), nil, env(map[string]string{"PUBSUB_OVERFLOW_POLICY": "drop_newest"}), &out)
 	var cfgErr *config.Error
 	if !errors.As(err, &cfgErr) || !strings.Contains(err.Error(), "PUBSUB_OVERFLOW_POLICY") || !strings.Contains(err.Error(), "drop_oldest, disconnect") {
@@ -46,7 +28,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 }
 
 func TestRunHelp(t *testing.T) {
-	var out lockedBuffer
+	var out logbuffer.Buffer
 	if err := run(context.Background(), []string{"-h"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
@@ -57,7 +39,7 @@ func TestRunHelp(t *testing.T) {
 
 // TestRunStartsAndStops starts on free ports and stops cleanly when its context ends.
 func TestRunStartsAndStops(t *testing.T) {
-	var out lockedBuffer
+	var out logbuffer.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/pubsubd/pubsub/internal/broker/memory"
 	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/logbuffer"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
@@ -38,28 +37,11 @@ const (
 // waitFor bounds every wait: generous for a loaded CI machine, short enough to fail a hang quickly.
 const waitFor = 10 * time.Second
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	url   string
 	tel   *telemetry.Telemetry
 	spans *tracetest.SpanRecorder
-	logs  *syncBuffer
+	logs  *logbuffer.Buffer
 	ready atomic.Bool
 }
 
@@ -67,7 +49,7 @@ type fixture struct {
 // trace recorded. wrap, when set, decorates the API the router calls.
 func newFixture(t *testing.T, wrap func(service.API) service.API) *fixture {
 	t.Helper()
-	f := &fixture{spans: tracetest.NewSpanRecorder(), logs: &syncBuffer{}}
+	f := &fixture{spans: tracetest.NewSpanRecorder(), logs: &logbuffer.Buffer{}}
 	f.ready.Store(true)
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
 		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},

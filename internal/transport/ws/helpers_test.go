@@ -1,7 +1,6 @@
 package ws_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 
 	"github.com/pubsubd/pubsub/internal/broker/memory"
 	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/logbuffer"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
@@ -51,24 +50,7 @@ type testServer struct {
 	Svc  *service.Service
 	WS   *ws.Server
 	http *httptest.Server
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *logbuffer.Buffer
 }
 
 func newServer(t testing.TB, o serverOpts) *testServer {
@@ -79,7 +61,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 	if o.history == 0 {
 		o.history = 100
 	}
-	logs := &syncBuffer{}
+	logs := &logbuffer.Buffer{}
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
 		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
 		LogOutput: logs, LogFormat: "json", LogLevel: slog.LevelDebug, DeliverySpans: 16,
