@@ -75,7 +75,4 @@ func appendTS(b []byte, t time.Time) []byte {
 	return b
 }
 
-// FormatTS formats t as the contract's ts.
-func FormatTS(t time.Time) string { return t.UTC().Format(tsLayout) }
-
 func appendUint(b []byte, n uint64) []byte { return strconv.AppendUint(b, n, 10) }

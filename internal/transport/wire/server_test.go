@@ -148,9 +148,23 @@ func TestAppendKeepsPrefix(t *testing.T) {
 	}
 }
 
-func TestFormatTS(t *testing.T) {
-	if got := FormatTS(t1); got != "2026-01-01T10:00:00.123Z" {
-		t.Fatalf("FormatTS = %q", got)
+// TestAppendTS checks the hand-written formatter against time.Format's RFC 3339 with milliseconds,
+// across zones, and the fallback for years it does not write itself.
+func TestAppendTS(t *testing.T) {
+	if got := string(appendTS(nil, t1)); got != `"ts":"2026-01-01T10:00:00.123Z"` {
+		t.Fatalf("appendTS = %s", got)
+	}
+	cet := time.FixedZone("CET", 3600)
+	for _, tm := range []time.Time{
+		time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 7, 4, 0, 5, 9, 7000000, cet),
+		time.Date(12345, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		want := `"ts":"` + tm.UTC().Format(tsLayout) + `"`
+		if got := string(appendTS(nil, tm)); got != want {
+			t.Errorf("appendTS(%v) = %s, want %s", tm, got, want)
+		}
 	}
 }
 

@@ -25,11 +25,12 @@ import (
 	"github.com/pubsubd/pubsub/telemetry"
 )
 
-// Batching limits: a writer drains at most maxDrain events per subscription per pass, so one busy
-// topic cannot starve the connection's others, and writes out once its buffer passes flushBytes.
+// Batching limits: a writer drains at most maxDrain events per subscription per pass (one write),
+// so one busy topic cannot starve the connection's others and a pass's buffer stays bounded.
+// batchBytes is the capacity pooled batch buffers start with: most passes fit in it.
 const (
 	maxDrain   = 256
-	flushBytes = 64 << 10
+	batchBytes = 64 << 10
 )
 
 // reply is a control frame waiting for the writer. release, when set, is the subscription whose
@@ -94,7 +95,7 @@ type pendingStats struct {
 	oldestAt      time.Time // when the oldest was written
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, flushBytes); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, batchBytes); return &b }}
 
 func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 	c := &conn{
@@ -490,9 +491,10 @@ func (c *conn) flushOnce() (more bool, err error) {
 		for _, ev := range b.Events {
 			c.buf = appendFrame(c.buf, ev.Frame)
 			st.bytes[1] += len(ev.Frame)
-			if st.oldest == nil || ev.Time.Before(st.oldest.Time) {
-				st.oldest = ev
-			}
+		}
+		// A batch is in seq order, replay first, so its first event is its oldest.
+		if len(b.Events) > 0 && (st.oldest == nil || b.Events[0].Time.Before(st.oldest.Time)) {
+			st.oldest = b.Events[0]
 		}
 		st.frames[1] += len(b.Events)
 		st.delivered += len(b.Events)
