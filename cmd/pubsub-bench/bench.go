@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +26,12 @@ type bench struct {
 	pubs   []*publisher
 	subs   []*subscriber
 
-	closing atomic.Bool   // the bench is closing connections itself
-	resume  chan struct{} // closed at drain start: stalled subscribers read again
-	readers sync.WaitGroup
-	ended   []atomic.Bool // per subscriber: its reader has returned
+	closing  atomic.Bool    // the bench is closing connections itself
+	resume   chan struct{}  // closed at drain start: stalled subscribers read again
+	stopPoll chan struct{}  // closed by closeAll: the pollers return
+	readers  sync.WaitGroup // subscribers' and publishers' own reading goroutines
+	pollers  sync.WaitGroup // the epoll loops
+	ended    []atomic.Bool  // per subscriber: its reader has returned
 
 	setupErrs map[string]int64 // dial/subscribe failures by kind
 	openOK    int
@@ -50,6 +53,7 @@ func newBench(cfg config, log io.Writer) *bench {
 		id:        runID(),
 		log:       log,
 		resume:    make(chan struct{}),
+		stopPoll:  make(chan struct{}),
 		setupErrs: map[string]int64{},
 	}
 }
@@ -113,6 +117,7 @@ func (b *bench) setupTopics(ctx context.Context) error {
 	for i := range b.cfg.Topics {
 		t := &topicRun{index: i, name: fmt.Sprintf("bench.%s.%d", b.id, i)}
 		t.nameB = []byte(t.name)
+		t.prefix = eventPrefix(t.name)
 		if err := b.rest.createTopic(ctx, t.name); err != nil {
 			return fmt.Errorf("create topic: %w", err)
 		}
@@ -161,10 +166,11 @@ func (b *bench) openSubscribers(ctx context.Context) error {
 	ok := make([]bool, len(b.subs))
 	work := make(chan int)
 	var wg sync.WaitGroup
+	raw := cfg.Pollers > 0 && pollSupported && strings.HasPrefix(cfg.wsURL, "ws:")
 	for range min(cfg.DialParallel, len(b.subs)) {
 		wg.Go(func() {
 			for i := range work {
-				err := b.subs[i].open(ctx, cfg.wsURL)
+				err := b.subs[i].open(ctx, cfg.wsURL, raw)
 				if err == nil {
 					ok[i] = true
 					continue
@@ -196,26 +202,54 @@ func (b *bench) openSubscribers(ctx context.Context) error {
 	kept := b.subs[:0]
 	for i, s := range b.subs {
 		if !ok[i] {
-			if s.conn != nil {
-				_ = s.conn.Close()
-			}
+			s.close()
 			continue
 		}
 		kept = append(kept, s)
 	}
 	b.subs = kept
 	b.openOK = len(kept)
-	for i, s := range b.subs {
-		b.readers.Go(func() {
-			defer b.ended[i].Store(true)
-			s.read(rp)
-		})
+	if err := b.startReaders(rp); err != nil {
+		return err
 	}
 	if firstErr != nil && cfg.Scenario != "conns" {
 		return fmt.Errorf("%d of %d subscribers failed (first: %w)", len(ok)-b.openOK, len(ok), firstErr)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	return nil
+}
+
+// startReaders starts a goroutine per subscriber that has a gorilla
+// connection, and -pollers epoll loops sharing the others.
+func (b *bench) startReaders(rp readParams) error {
+	var pollers []*poller
+	for i, s := range b.subs {
+		s.idx = i
+		if s.raw == nil {
+			b.readers.Go(func() {
+				defer b.ended[i].Store(true)
+				s.read(rp)
+			})
+			continue
+		}
+		if pollers == nil {
+			for range b.cfg.Pollers {
+				p, err := newPoller()
+				if err != nil {
+					return fmt.Errorf("poller: %w", err)
+				}
+				pollers = append(pollers, p)
+			}
+		}
+		if err := pollers[i%len(pollers)].add(s); err != nil {
+			return fmt.Errorf("poller: %w", err)
+		}
+	}
+	ended := func(s *subscriber) { b.ended[s.idx].Store(true) }
+	for _, p := range pollers {
+		b.pollers.Go(func() { p.run(b.stopPoll, rp, ended) })
 	}
 	return nil
 }
@@ -317,8 +351,12 @@ func (b *bench) drain() (timedOut bool) {
 // after which their results may be read.
 func (b *bench) closeAll() {
 	b.closing.Store(true)
+	// Pollers first: a detached descriptor must not be closed, and its
+	// number reused, while a poller may still read it.
+	close(b.stopPoll)
+	b.pollers.Wait()
 	for _, s := range b.subs {
-		_ = s.conn.Close()
+		s.close()
 	}
 	for _, p := range b.pubs {
 		if p.conn != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -33,6 +34,7 @@ type config struct {
 	SlowDelay    time.Duration `json:"-"`
 	Conns        int           `json:"conns,omitempty"`
 	DialParallel int           `json:"dial_concurrency"`
+	Pollers      int           `json:"pollers"`
 	Drain        time.Duration `json:"-"`
 	JSON         bool          `json:"-"`
 	Check        bool          `json:"check,omitempty"`
@@ -111,6 +113,7 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&c.SlowDelay, "slow-delay", 10*time.Millisecond, "slow scenario: sleep per event of a slow subscriber")
 	fs.IntVar(&c.Conns, "conns", 10000, "conns scenario: idle subscribed connections")
 	fs.IntVar(&c.DialParallel, "dial-concurrency", 64, "connections opened in parallel")
+	fs.IntVar(&c.Pollers, "pollers", runtime.GOMAXPROCS(0), "epoll loops reading the fast subscribers (Linux, ws://); 0 = a goroutine per subscriber, through gorilla/websocket")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "deadline for in-flight acks and deliveries after publishing stops")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON line instead of the table")
 	fs.BoolVar(&c.Check, "check", false, "exit 1 if a protocol invariant broke (duplicates, reordering, leaks, silent loss, publish errors)")
@@ -198,6 +201,9 @@ func (c *config) validate(given map[string]bool) error {
 	}
 	if c.Scenario == "conns" && c.Conns < 1 {
 		bad("-conns must be >= 1, got %d", c.Conns)
+	}
+	if c.Pollers < 0 {
+		bad("-pollers must be >= 0, got %d", c.Pollers)
 	}
 	if c.DialParallel < 1 {
 		bad("-dial-concurrency must be >= 1, got %d", c.DialParallel)

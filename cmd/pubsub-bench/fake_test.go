@@ -259,6 +259,16 @@ func TestBenchAgainstFakeServer(t *testing.T) {
 			},
 		},
 		{
+			name: "fanout through gorilla, a goroutine per subscriber",
+			args: []string{"-scenario", "fanout", "-pubs", "2", "-subs", "3", "-count", "300", "-duration", "5s", "-window", "16", "-pollers", "0", "-check"},
+			check: func(t *testing.T, r *result) {
+				g := r.Groups[0]
+				if g.Deliveries != 1800 || g.Lost != 0 || g.E2E.Count != 1800 {
+					t.Errorf("deliveries/lost/latencies %d/%d/%d; want 1800/0/1800", g.Deliveries, g.Lost, g.E2E.Count)
+				}
+			},
+		},
+		{
 			name: "rate limit paces publishing",
 			args: []string{"-pubs", "1", "-subs", "1", "-rate", "200", "-duration", "500ms", "-check"},
 			check: func(t *testing.T, r *result) {

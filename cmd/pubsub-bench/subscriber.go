@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,9 @@ type topicRun struct {
 	index int
 	name  string
 	nameB []byte
-	pubs  []*publisher
+	// prefix is how this topic's events start, for scanEventFast.
+	prefix []byte
+	pubs   []*publisher
 }
 
 // subscriber owns one connection holding one subscription. Its reading
@@ -41,6 +44,8 @@ type subscriber struct {
 	clientID string
 	n        int // position in the run, spreads source addresses
 	conn     *websocket.Conn
+	raw      *rawConn // instead of conn: a fast subscriber read by a poller
+	idx      int      // index in bench.subs
 	progress atomic.Int64
 	_        [56]byte // keeps the next subscriber's progress off this cache line
 
@@ -58,7 +63,11 @@ type subResult struct {
 }
 
 // open dials and subscribes; it returns once the subscription is acked.
-func (s *subscriber) open(ctx context.Context, wsURL string) error {
+// With raw, a fast subscriber uses the bench's own client (see rawConn).
+func (s *subscriber) open(ctx context.Context, wsURL string, raw bool) error {
+	if raw && s.kind == kindFast {
+		return s.openRaw(ctx, wsURL)
+	}
 	opts := dialOptions{readBuf: 32 << 10, writeBuf: 512}
 	switch s.kind {
 	case kindStalled:
@@ -82,6 +91,94 @@ func (s *subscriber) open(ctx context.Context, wsURL string) error {
 	return awaitReply(conn, "sub", 10*time.Second, func(f *frame) { s.res.tally.other(f) })
 }
 
+func (s *subscriber) openRaw(ctx context.Context, wsURL string) error {
+	c, err := dialRaw(ctx, wsURL, sourceIP(wsURL, s.n))
+	if err != nil {
+		return err
+	}
+	s.raw = c
+	s.res.track = newStreamTracker(len(s.topic.pubs))
+	if err := c.write(opText, subscribeFrame(s.topic.name, s.clientID, "sub")); err != nil {
+		return err
+	}
+	if err := c.nc.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	var f frame
+	for {
+		op, p, ok, err := c.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, err := c.fill(); err != nil {
+				return err
+			}
+			continue
+		}
+		if isCtl, err := c.control(op, p); isCtl {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if !scanFrame(p, &f) {
+			return fmt.Errorf("unparseable frame %.100q", p)
+		}
+		if string(f.requestID) != "sub" {
+			s.res.tally.other(&f)
+			continue
+		}
+		switch string(f.typ) {
+		case "ack":
+			// Events after the ack stay buffered for the poller.
+			return c.detach()
+		case "error":
+			return &replyError{code: string(f.errCode), msg: string(f.errMsg)}
+		default:
+			return fmt.Errorf("unexpected reply %.100q", p)
+		}
+	}
+}
+
+// pump reads what the socket has (one read, it is ready) and handles every
+// whole message in it. Only the subscriber's poller calls it.
+func (s *subscriber) pump() error {
+	if _, err := s.raw.fill(); err != nil {
+		return err
+	}
+	return s.consume(nanotime())
+}
+
+// consume handles the whole messages buffered so far, all stamped with the
+// time of the read that brought them.
+func (s *subscriber) consume(now int64) error {
+	var f frame
+	for {
+		op, p, ok, err := s.raw.next()
+		if err != nil || !ok {
+			return err
+		}
+		if isCtl, err := s.raw.control(op, p); isCtl {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		s.onMessage(p, now, &f)
+	}
+}
+
+// close closes the subscriber's connection, whichever client it uses.
+func (s *subscriber) close() {
+	switch {
+	case s.raw != nil:
+		s.raw.close()
+	case s.conn != nil:
+		_ = s.conn.Close()
+	}
+}
+
 // readParams shape a subscriber's reading.
 type readParams struct {
 	slowDelay time.Duration
@@ -96,7 +193,6 @@ func (s *subscriber) read(rp readParams) {
 	}
 	r := &s.res
 	buf := make([]byte, 0, 1024)
-	prefix := eventPrefix(s.topic.name)
 	var f frame
 	for {
 		var err error
@@ -105,29 +201,36 @@ func (s *subscriber) read(rp readParams) {
 			r.tally.connEnd(err, rp.closing.Load())
 			return
 		}
-		now := nanotime()
-		switch {
-		case scanEventFast(buf, prefix, &f):
-		case !scanFrame(buf, &f):
-			r.tally.add("unparseable_frame")
-			continue
-		}
-		switch string(f.typ) {
-		case "event":
-			s.onEvent(&f, now)
-			if s.kind == kindSlow && rp.slowDelay > 0 {
-				time.Sleep(rp.slowDelay)
-			}
-		case "error":
-			code := string(f.errCode)
-			r.tally.add(code)
-			if code == "SLOW_CONSUMER" {
-				r.track.observeDropNotice(parseDropped(f.errMsg))
-			}
-		default:
-			r.tally.other(&f)
+		if s.onMessage(buf, nanotime(), &f) && s.kind == kindSlow && rp.slowDelay > 0 {
+			time.Sleep(rp.slowDelay)
 		}
 	}
+}
+
+// onMessage accounts one data message read at now, and reports whether it
+// was an event.
+func (s *subscriber) onMessage(buf []byte, now int64, f *frame) bool {
+	r := &s.res
+	switch {
+	case scanEventFast(buf, s.topic.prefix, f):
+	case !scanFrame(buf, f):
+		r.tally.add("unparseable_frame")
+		return false
+	}
+	switch string(f.typ) {
+	case "event":
+		s.onEvent(f, now)
+		return true
+	case "error":
+		code := string(f.errCode)
+		r.tally.add(code)
+		if code == "SLOW_CONSUMER" {
+			r.track.observeDropNotice(parseDropped(f.errMsg))
+		}
+	default:
+		r.tally.other(f)
+	}
+	return false
 }
 
 func (s *subscriber) onEvent(f *frame, now int64) {

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// serverFrame builds an unmasked frame as a server sends it.
+func serverFrame(b0 byte, payload []byte) []byte {
+	n := len(payload)
+	var f []byte
+	switch {
+	case n < 126:
+		f = []byte{b0, byte(n)}
+	case n <= 0xffff:
+		f = []byte{b0, 126, byte(n >> 8), byte(n)}
+	default:
+		f = []byte{b0, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	return append(f, payload...)
+}
+
+func TestRawNextParsesFrames(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 70000)
+	var in []byte
+	in = append(in, serverFrame(0x81, []byte("one"))...)
+	in = append(in, serverFrame(0x01, []byte("fr"))...)   // text, not final
+	in = append(in, serverFrame(0x89, []byte("p"))...)    // a ping between fragments
+	in = append(in, serverFrame(0x00, []byte("ag"))...)   // continuation
+	in = append(in, serverFrame(0x80, []byte("ment"))...) // final continuation
+	in = append(in, serverFrame(0x81, big)...)
+	type msg struct {
+		op byte
+		p  string
+	}
+	want := []msg{{opText, "one"}, {opPing, "p"}, {opText, "fragment"}, {opText, string(big)}}
+
+	// Fed in pieces of every size, the same messages come out.
+	for _, step := range []int{1, 7, 1000, len(in)} {
+		c := &rawConn{fd: -1, buf: make([]byte, 0, 64)}
+		var got []msg
+		for off := 0; ; {
+			op, p, ok, err := c.next()
+			if err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			if ok {
+				got = append(got, msg{op, string(p)})
+				continue
+			}
+			if cap(c.buf) < 64 {
+				// A frame straddling the buffer's end once made it shrink
+				// to that frame's size: one event per read from then on.
+				t.Fatalf("step %d: the buffer shrank to %d bytes", step, cap(c.buf))
+			}
+			if off == len(in) {
+				break
+			}
+			if c.r > 0 { // what fill does before reading
+				n := copy(c.buf, c.buf[c.r:])
+				c.buf, c.r = c.buf[:n], 0
+			}
+			end := min(off+step, len(in))
+			c.buf = append(c.buf, in[off:end]...)
+			off = end
+		}
+		if len(got) != len(want) {
+			t.Fatalf("step %d: %d messages, want %d", step, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("step %d: message %d is op %d len %d, want op %d len %d", step, i, got[i].op, len(got[i].p), want[i].op, len(want[i].p))
+			}
+		}
+	}
+}
+
+func TestRawNextRejectsBadFrames(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"masked", []byte{0x81, 0x81, 1, 2, 3, 4, 'x'}, errMaskedFrame},
+		{"reserved bits", serverFrame(0xC1, []byte("x")), errBadFraming},
+		{"fragmented control", serverFrame(0x09, []byte("x")), errBadFraming},
+		{"long control", serverFrame(0x89, bytes.Repeat([]byte("x"), 126)), errBadFraming},
+		{"continuation first", serverFrame(0x80, []byte("x")), errBadFraming},
+		{"new message inside a fragmented one", append(serverFrame(0x01, []byte("a")), serverFrame(0x81, []byte("b"))...), errBadFraming},
+		{"huge length", []byte{0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0}, errFrameTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &rawConn{fd: -1, buf: append([]byte(nil), tt.in...)}
+			for {
+				_, _, ok, err := c.next()
+				if err != nil {
+					if !errors.Is(err, tt.want) {
+						t.Fatalf("error %v, want %v", err, tt.want)
+					}
+					return
+				}
+				if !ok {
+					t.Fatalf("no error, want %v", tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestRawHandshakeRejectsNonWebSocket(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Sec-WebSocket-Accept", "wrong")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	}))
+	defer srv.Close()
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	if _, err := dialRaw(t.Context(), wsURL, nil); !errors.Is(err, websocket.ErrBadHandshake) {
+		t.Errorf("wrong accept key: %v, want a bad handshake", err)
+	}
+	missing := httptest.NewServer(http.NotFoundHandler())
+	defer missing.Close()
+	_, err := dialRaw(t.Context(), "ws"+strings.TrimPrefix(missing.URL, "http")+"/ws", nil)
+	if !errors.Is(err, websocket.ErrBadHandshake) || !strings.Contains(err.Error(), "404") {
+		t.Errorf("HTTP 404: %v, want a bad handshake naming the status", err)
+	}
+	if _, err := dialRaw(t.Context(), "wss://127.0.0.1:1/ws", nil); err == nil || !strings.Contains(err.Error(), "not ws") {
+		t.Errorf("wss: %v, want a clear refusal", err)
+	}
+}
