@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,19 +48,22 @@ type episode struct {
 	since time.Time
 }
 
-// conn is one WebSocket connection. The reader goroutine decodes frames and calls the service; the
-// writer goroutine (started on demand, see ensureWriter) owns every write to the socket and, when
-// the connection ends, its teardown.
+// conn is one WebSocket connection. The reader goroutine decodes frames and calls the service.
+// Writing is owned by one party at a time (see ensureWriter): a flusher of the server's pool, which
+// writes what is ready without ever blocking, or the connection's own writer goroutine, started
+// when a write would block or needs more than a plain write (pings, slow-consumer disconnects,
+// shutdown), which also does the connection's teardown.
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
 	nc     net.Conn
+	rc     syscall.RawConn // for non-blocking writes by flushers; nil: the writer goroutine only
 	id     string
 	remote string
 	opened time.Time
 
 	wake       chan struct{} // cap 1: "there is something to write"
-	writing    atomic.Bool   // a writer goroutine is running
+	writing    atomic.Bool   // a flusher or the writer goroutine owns the write side
 	pingDue    atomic.Bool   // a WebSocket ping is due
 	beatDue    atomic.Bool   // an info heartbeat is due
 	readerDone chan struct{} // closed when the reader has returned
@@ -69,6 +73,8 @@ type conn struct {
 	stopping     atomic.Bool // graceful shutdown requested
 	retire       atomic.Bool // the server's clock saw the writer idle: it may exit
 	busy         atomic.Bool // the writer wrote something since the clock last looked
+	statsWaiting atomic.Bool // pending holds counts not yet in the shared metrics
+	statsDue     atomic.Bool // the server's clock asks for them
 
 	mu        sync.Mutex
 	replies   []reply
@@ -76,7 +82,7 @@ type conn struct {
 	closeCode int    // why the connection ends; the first to set it wins
 	closeMsg  string // the reason sent in our close frame, if we send one
 
-	// Owned by the writer goroutine (one at a time, handed over through writing).
+	// Owned by whoever writes (one at a time, handed over through writing).
 	buf       []byte
 	events    []*domain.Event
 	snapshot  []*domain.Subscription
@@ -85,6 +91,16 @@ type conn struct {
 	pending   pendingStats // counts not yet added to the shared metrics
 	published time.Time    // when pending was last published
 	deadline  time.Time    // the write deadline currently set on the socket
+	inline    bool         // a flusher is writing: never block, hand over instead (errHandOff)
+	// What a flusher could not finish, for the writer goroutine it hands over to: the unwritten
+	// end of a batch (and the batch's accounting), or a subscription that overflowed.
+	unsent      []byte
+	unsentStats outStats
+	unsentSpans []traced
+	unsentStart time.Time
+	overflowed  *domain.Subscription
+	overflowN   uint64
+	overflowSt  outStats
 }
 
 // pendingStats are a connection's written frames not yet counted in the shared metrics.
@@ -102,6 +118,11 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		s: s, ws: wsc, nc: wsc.NetConn(), id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(),
 		wake: make(chan struct{}, 1), readerDone: make(chan struct{}),
 	}
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
+	}
 	return c
 }
 
@@ -113,24 +134,109 @@ func (c *conn) logf(ctx context.Context, level slog.Level, msg string, args ...a
 
 // Wake implements domain.Waker: it never blocks, and many wakes before the writer runs are one.
 func (c *conn) Wake() {
+	c.signal()
+	c.ensureWriter()
+}
+
+// signal leaves the wake token without looking for a writer.
+func (c *conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	c.ensureWriter()
 }
 
-// The writer goroutine is started on demand and retired by the server's clock once it has written
-// nothing for a clock period (see Server.tick): an idle connection then holds one goroutine stack
-// (its reader's), not two, which is most of what 10,000 idle connections cost. A busy connection
-// keeps its writer.
+// Who writes. A fan-out to 1,000 subscribers wakes 1,000 connections: starting or waking a
+// goroutine for each, to make one small write, cost about as much as the write, and their stacks and
+// batch buffers grew the heap with every burst. So a woken connection nobody is writing for goes to
+// the server's ready queue, and a small pool of flushers (one per CPU) writes for it with
+// non-blocking writes. Only when a write would block (a slow reader), or the work is more than a
+// write (a ping, a slow-consumer disconnect, shutdown, teardown), does the connection get its own
+// writer goroutine, which the server's clock retires once it has been idle for a clock period (see
+// Server.tick): an idle connection holds one goroutine stack, its reader's.
 
-// ensureWriter starts the connection's writer goroutine unless one is running. At most one runs at
-// a time; the atomic hand-over orders everything the previous one wrote before the next one starts.
+// ensureWriter hands the connection to a flusher unless someone is writing for it already. One
+// party writes at a time; the atomic hand-over orders everything the previous one wrote before the
+// next one starts.
 func (c *conn) ensureWriter() {
 	if !c.writing.Load() && c.writing.CompareAndSwap(false, true) {
+		if c.rc != nil {
+			select {
+			case c.s.ready <- c:
+				return
+			default: // the queue is full: this connection gets its own writer
+			}
+		}
 		go c.writeLoop()
 	}
+}
+
+// errHandOff says a flusher stopped short of something that may block; the writer goroutine it
+// hands over to finishes it.
+var errHandOff = errors.New("hand over to the writer goroutine")
+
+// serveInline is a flusher's turn on the connection, which it owns (writing is true): it writes
+// whatever is ready, then lets go, or hands over to a writer goroutine.
+func (c *conn) serveInline() {
+	defer func() {
+		if c.panicked(recover(), "flusher") {
+			c.inline = false
+			go c.teardown()
+		}
+	}()
+	for {
+		select {
+		case <-c.wake: // taken, so that a wake from now on is seen below
+		default:
+		}
+		if c.readerExited.Load() || c.stopping.Load() || c.pingDue.Load() || c.beatDue.Load() {
+			c.handOff()
+			return
+		}
+		c.retire.Store(false) // meant for a writer goroutine; there is none
+		if c.statsDue.Swap(false) {
+			c.publishMetrics(time.Now())
+		}
+		c.inline = true
+		err := c.flush()
+		c.inline = false
+		switch {
+		case errors.Is(err, errHandOff):
+			c.handOff()
+			return
+		case err != nil:
+			c.setClose(websocket.CloseAbnormalClosure, "")
+			go c.teardown()
+			return
+		}
+		c.writing.Store(false)
+		// As in serveWrites: a wake that came while we owned the connection started nobody.
+		if len(c.wake) == 0 || !c.writing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// handOff gives the connection, still owned, to a new writer goroutine.
+func (c *conn) handOff() {
+	c.signal()
+	go c.writeLoop()
+}
+
+// tryWrite makes one non-blocking write attempt; n < len(b) with a nil error means the socket's
+// buffer is full.
+func (c *conn) tryWrite(b []byte) (n int, err error) {
+	werr := c.rc.Write(func(fd uintptr) bool {
+		n, err = syscall.Write(int(fd), b)
+		return true // one attempt: never wait for the socket here
+	})
+	if werr != nil {
+		return 0, werr
+	}
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return 0, nil
+	}
+	return max(n, 0), err
 }
 
 func (c *conn) start() {
@@ -342,6 +448,10 @@ func (c *conn) serveWrites() (finished bool) {
 	}()
 	for {
 		<-c.wake
+		// A frame a flusher left half-written goes out before anything else may be written.
+		if err := c.writeUnsent(); err != nil {
+			return true
+		}
 		if c.readerExited.Load() {
 			return true
 		}
@@ -442,8 +552,17 @@ type traced struct {
 }
 
 // flush writes everything that is ready: each subscription's notices and events, then the replies.
-// It loops until nothing is left, writing once per pass.
+// It loops until nothing is left, writing once per pass. A writer goroutine first finishes what a
+// flusher handed over.
 func (c *conn) flush() error {
+	if sub := c.overflowed; sub != nil {
+		st := c.overflowSt
+		c.overflowed, c.overflowSt = nil, outStats{}
+		return c.disconnectSlow(sub, c.overflowN, &st)
+	}
+	if err := c.writeUnsent(); err != nil {
+		return err
+	}
 	for {
 		more, err := c.flushOnce()
 		if err != nil || !more {
@@ -452,12 +571,36 @@ func (c *conn) flush() error {
 	}
 }
 
+// writeUnsent writes, blocking, the end of a batch that a flusher could not write, and accounts
+// for the batch.
+func (c *conn) writeUnsent() error {
+	if c.unsent == nil {
+		return nil
+	}
+	c.armWriteDeadline(time.Now())
+	_, err := c.nc.Write(c.unsent)
+	c.unsent = nil
+	if err != nil {
+		c.setClose(websocket.CloseAbnormalClosure, "")
+		c.s.tel.Metrics.Dropped(telemetry.DropConnectionClosed, uint64(c.unsentStats.delivered))
+		c.unsentStats, c.unsentSpans = outStats{}, nil
+		return err
+	}
+	end := time.Now()
+	c.record(&c.unsentStats, end)
+	for _, t := range c.unsentSpans {
+		c.s.tel.TraceDeliveries(t.events, t.clientID, c.unsentStart, end)
+	}
+	c.unsentStats, c.unsentSpans = outStats{}, nil
+	return nil
+}
+
 func (c *conn) flushOnce() (more bool, err error) {
 	if c.buf == nil {
 		c.buf = (*bufPool.Get().(*[]byte))[:0]
 	}
 	defer func() {
-		if !more {
+		if !more && c.overflowed == nil { // an overflow handed over keeps its batch for disconnectSlow
 			b := c.buf[:0]
 			bufPool.Put(&b)
 			c.buf = nil
@@ -479,6 +622,10 @@ func (c *conn) flushOnce() (more bool, err error) {
 		b := sub.Drain(c.events[:0], maxDrain)
 		c.events = b.Events[:0]
 		if b.Overflow {
+			if c.inline {
+				c.overflowed, c.overflowN, c.overflowSt = sub, b.Lost, st
+				return false, errHandOff
+			}
 			return false, c.disconnectSlow(sub, b.Lost, &st)
 		}
 		if b.Dropped > 0 {
@@ -545,8 +692,19 @@ func (c *conn) flushOnce() (more bool, err error) {
 	}
 	start := time.Now()
 	c.busy.Store(true)
-	c.armWriteDeadline(start)
-	_, err = c.nc.Write(c.buf)
+	c.armWriteDeadline(start) // a flusher's write never waits, but an expired deadline fails it
+	if c.inline {
+		n, werr := c.tryWrite(c.buf)
+		if werr == nil && n < len(c.buf) {
+			c.unsent = append([]byte(nil), c.buf[n:]...)
+			c.unsentStats, c.unsentSpans, c.unsentStart = st, spans, start
+			c.buf = c.buf[:0]
+			return false, errHandOff
+		}
+		err = werr
+	} else {
+		_, err = c.nc.Write(c.buf)
+	}
 	end := time.Now()
 	c.buf = c.buf[:0]
 	if err != nil {
@@ -580,6 +738,8 @@ func (c *conn) record(st *outStats, end time.Time) {
 	}
 	if end.Sub(c.published) >= metricsWindow {
 		c.publishMetrics(end)
+	} else if !c.statsWaiting.Load() {
+		c.statsWaiting.Store(true)
 	}
 }
 
@@ -596,6 +756,7 @@ func (c *conn) publishMetrics(now time.Time) {
 	}
 	*p = pendingStats{}
 	c.published = now
+	c.statsWaiting.Store(false)
 }
 
 // armWriteDeadline sets the socket's write deadline, but only when it moved by more than half the

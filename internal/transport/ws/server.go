@@ -1,12 +1,13 @@
-// Package ws serves the /ws endpoint: the upgrade, one reader and one writer goroutine per
-// connection, frame dispatch to the service, batched writes, heartbeats and the connection's part of
-// graceful shutdown.
+// Package ws serves the /ws endpoint: the upgrade, a reader goroutine per connection, frame dispatch
+// to the service, batched writes by a pool of flushers (or a connection's own writer when a write
+// would block), heartbeats and the connection's part of graceful shutdown.
 package ws
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -51,7 +52,16 @@ type Server struct {
 	tickStop chan struct{} // closed by Shutdown; ends the tick goroutine
 	tickDone chan struct{}
 	stopOnce sync.Once
+
+	ready     chan *conn    // connections waiting for a flusher
+	flushStop chan struct{} // closed by Shutdown once every connection is gone
+	flushers  sync.WaitGroup
+	flushOnce sync.Once
 }
+
+// readyQueue bounds the flushers' queue; a connection that finds it full gets its own writer
+// goroutine, so a burst larger than this is served, only less cheaply.
+const readyQueue = 16384
 
 // writeBufferPool lends gorilla a write buffer only while it writes a control frame, so idle
 // connections hold none.
@@ -76,6 +86,10 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	s.tickStop, s.tickDone = make(chan struct{}), make(chan struct{})
 	go s.tick()
+	s.ready, s.flushStop = make(chan *conn, readyQueue), make(chan struct{})
+	for range runtime.GOMAXPROCS(0) {
+		s.flushers.Go(s.flushLoop)
+	}
 	return s
 }
 
@@ -110,21 +124,42 @@ func (s *Server) tick() {
 	}
 }
 
+// flushLoop is one flusher: it serves ready connections until the server has shut down.
+func (s *Server) flushLoop() {
+	for {
+		select {
+		case c := <-s.ready:
+			c.serveInline()
+		case <-s.flushStop:
+			return
+		}
+	}
+}
+
 // writerIdle is the period after which a connection's writer goroutine that wrote nothing exits.
 const writerIdle = 2 * time.Second
 
-// retireIdleWriters asks every writer that wrote nothing since the last look to exit.
+// retireIdleWriters asks every writer that wrote nothing since the last look to exit, and every
+// connection that went quiet with counts not yet in the shared metrics to add them.
 func (s *Server) retireIdleWriters() {
 	s.mu.Lock()
-	var idle []*conn
+	var idle, quiet []*conn
 	for c := range s.conns {
-		if c.writing.Load() && !c.busy.Swap(false) {
+		busy := c.busy.Swap(false)
+		switch {
+		case c.writing.Load() && !busy:
 			idle = append(idle, c)
+		case !busy && c.statsWaiting.Load():
+			quiet = append(quiet, c)
 		}
 	}
 	s.mu.Unlock()
 	for _, c := range idle {
 		c.retire.Store(true)
+		c.Wake()
+	}
+	for _, c := range quiet {
+		c.statsDue.Store(true)
 		c.Wake()
 	}
 }
@@ -223,6 +258,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.flushOnce.Do(func() {
+		// No connection is left to wake a flusher.
+		close(s.flushStop)
+		s.flushers.Wait()
+	})
 	select {
 	case <-done:
 		return nil
