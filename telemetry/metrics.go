@@ -83,8 +83,10 @@ type opMetrics struct {
 // Gauges are read at scrape time from the running service.
 type Gauges struct {
 	Connections func() int
-	Topics      func() (topics, subscriptions int)
-	Ready       func() bool
+	// ParkedReaders counts idle connections whose reader goroutine has stopped (see the ws package).
+	ParkedReaders func() int
+	Topics        func() (topics, subscriptions int)
+	Ready         func() bool
 }
 
 // BuildInfo labels pubsub_build_info.
@@ -178,6 +180,14 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 					return 0
 				}
 				return float64(g.Connections())
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pubsub_ws_readers_parked",
+			Help: "Idle WebSocket connections holding no reader goroutine (their sockets wait in the server's epoll set)."},
+			func() float64 {
+				if g.ParkedReaders == nil {
+					return 0
+				}
+				return float64(g.ParkedReaders())
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pubsub_subscriptions", Help: "Active subscriptions over all topics."},
 			func() float64 { _, s := g.topics(); return float64(s) }),

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -66,10 +67,22 @@ type conn struct {
 	writing    atomic.Bool   // a flusher or the writer goroutine owns the write side
 	pingDue    atomic.Bool   // a WebSocket ping is due
 	beatDue    atomic.Bool   // an info heartbeat is due
-	readerDone chan struct{} // closed when the reader has returned
+	readerDone chan struct{} // closed when reading is over (the reader has returned, or was parked and finished)
 	// The writer waits on wake alone (one channel receive is much cheaper than a select, which
 	// at one event per write was a sixth of the server's CPU); these flags say why it woke.
-	readerExited atomic.Bool // the reader has returned: tear down
+	readerExited atomic.Bool  // reading is over: tear down
+	readState    atomic.Int32 // readRunning, readParked or readDone; parked moves only under the parker's lock
+	readBusy     atomic.Bool  // the reader served a frame since the clock last looked
+	parkReq      atomic.Bool  // the clock asks the idle reader to park
+	stopRead     atomic.Bool  // the reader must end, not park
+	lastRead     atomic.Int64 // unix nanoseconds of the last frame read
+	fd           int32        // the socket's descriptor, for the parker; -1 if none
+
+	// Owned by the reader goroutine (one at a time: a parked reader's successor starts after it).
+	fr           frameReader
+	quick        bool        // restarted from the parker: read without waiting, and park again if that was all
+	quickReads   int         // reads that brought data since the restart
+	peerClosed   atomic.Bool // the client sent a close frame: teardown echoes it
 	stopping     atomic.Bool // graceful shutdown requested
 	retire       atomic.Bool // the server's clock saw the writer idle: it may exit
 	busy         atomic.Bool // the writer wrote something since the clock last looked
@@ -118,9 +131,11 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		s: s, ws: wsc, nc: wsc.NetConn(), id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(),
 		wake: make(chan struct{}, 1), readerDone: make(chan struct{}),
 	}
+	c.fd = -1
 	if sc, ok := c.nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
+			_ = rc.Control(func(fd uintptr) { c.fd = int32(fd) })
 		}
 	}
 	return c
@@ -189,7 +204,7 @@ func (c *conn) serveInline() {
 		case <-c.wake: // taken, so that a wake from now on is seen below
 		default:
 		}
-		if c.readerExited.Load() || c.stopping.Load() || c.pingDue.Load() || c.beatDue.Load() {
+		if c.readerExited.Load() || c.stopping.Load() {
 			c.handOff()
 			return
 		}
@@ -241,25 +256,19 @@ func (c *conn) tryWrite(b []byte) (n int, err error) {
 
 func (c *conn) start() {
 	c.logf(context.Background(), slog.LevelInfo, "ws connection opened")
-	if c.s.cfg.MaxFrameBytes > 0 {
-		c.ws.SetReadLimit(c.s.cfg.MaxFrameBytes)
-	}
-	c.extendReadDeadline()
-	c.ws.SetPongHandler(func(string) error { c.extendReadDeadline(); return nil })
-	// Answer pings from the writer, which owns the socket's write side; gorilla's default handler
-	// would write from the reader goroutine.
-	c.ws.SetPingHandler(func(data string) error {
-		c.enqueue(reply{typ: "", data: []byte(data)})
-		return nil
-	})
+	c.fr.limit = c.s.cfg.MaxFrameBytes
+	c.lastRead.Store(time.Now().UnixNano())
 	go c.readLoop()
 }
 
-func (c *conn) extendReadDeadline() {
+// armReadDeadline sets the read deadline from the last frame read: a peer silent for longer than a
+// ping interval and its timeout is dead.
+func (c *conn) armReadDeadline() {
 	if c.s.cfg.PingInterval <= 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
 		return
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
+	_ = c.nc.SetReadDeadline(time.Unix(0, c.lastRead.Load()).Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
 }
 
 // setClose records why the connection ends unless a reason was recorded already.
@@ -279,6 +288,7 @@ func (c *conn) requestShutdown() {
 // abort cuts the connection off: both goroutines fail on the closed socket and end.
 func (c *conn) abort() {
 	c.setClose(websocket.CloseGoingAway, "")
+	c.endReading()
 	_ = c.nc.Close()
 }
 
@@ -289,7 +299,7 @@ func (c *conn) enqueue(r reply) {
 	if len(c.replies) >= c.s.cfg.MaxPendingReplies {
 		c.mu.Unlock()
 		c.setClose(websocket.ClosePolicyViolation, "too many unread replies")
-		_ = c.nc.SetReadDeadline(time.Now()) // ends the reader, which ends the writer
+		c.stopReading()
 		return
 	}
 	c.replies = append(c.replies, r)
@@ -299,59 +309,185 @@ func (c *conn) enqueue(r reply) {
 
 // ---- reader ----
 
-func (c *conn) readLoop() {
-	defer func() {
-		close(c.readerDone)
-		c.readerExited.Store(true)
-		c.Wake() // the writer tears the connection down
-	}()
-	defer func() { c.panicked(recover(), "reader") }()
-	for {
-		mt, r, err := c.ws.NextReader()
-		if err != nil {
-			c.readFailed(err)
-			return
-		}
-		c.extendReadDeadline()
-		if err := c.readFrame(mt, r); err != nil {
-			c.readFailed(err)
-			return
-		}
+// Reader states. A reader that has been idle for a clock period stops and parks its socket (see
+// parker); input restarts it. Teardown finishes a parked reader itself.
+const (
+	readRunning int32 = iota
+	readParked
+	readDone
+)
+
+// stopReading ends the reader, which ends the writer: a running reader's read fails at once, a
+// parked one is finished here.
+func (c *conn) stopReading() {
+	c.endReading()
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// endReading keeps the reader from parking from now on and finishes it if it is parked: the socket
+// may then be closed, since no parked reader watches it. A running reader ends on its own.
+func (c *conn) endReading() {
+	c.stopRead.Store(true) // read by park under the parker's lock, so no park can follow
+	if c.s.parker != nil && c.s.parker.take(c, readDone) {
+		c.readerFinished()
 	}
 }
 
-// frameBufs lends the reader a buffer for one frame only, so an idle connection holds none.
-var frameBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// readerFinished is the end of reading: the writer is told to tear the connection down.
+func (c *conn) readerFinished() {
+	close(c.readerDone)
+	c.readerExited.Store(true)
+	c.Wake()
+}
 
-func (c *conn) readFrame(mt int, r io.Reader) error {
-	buf := frameBufs.Get().(*bytes.Buffer)
-	buf.Reset()
+// readLoop runs the reader until the connection's input ends, or until it parks.
+func (c *conn) readLoop() {
+	if c.serveReads() {
+		c.readState.Store(readDone)
+		c.readerFinished()
+	}
+}
+
+// errPeerClosed ends reading after the client's close frame.
+var errPeerClosed = errors.New("peer sent a close frame")
+
+// serveReads reads and serves frames. It returns true when reading is over, false when the reader
+// has parked the connection.
+func (c *conn) serveReads() (finished bool) {
 	defer func() {
-		if buf.Cap() <= 64<<10 { // one huge frame must not stay pinned in the pool
-			frameBufs.Put(buf)
+		if c.panicked(recover(), "reader") {
+			finished = true
 		}
 	}()
-	if _, err := buf.ReadFrom(r); err != nil {
-		return err
+	c.armReadDeadline()
+	for {
+		if c.stopRead.Load() {
+			// A deadline set to end the reader may have been moved by frameRead.
+			c.readFailed(os.ErrDeadlineExceeded)
+			return true
+		}
+		op, p, ok, err := c.fr.next()
+		if err == nil && ok {
+			c.frameRead()
+			err = c.serveFrame(op, p)
+		}
+		if err != nil {
+			c.readFailed(err)
+			return true
+		}
+		if ok {
+			continue
+		}
+		var n int // err is nil here, and takes the read's error
+		if c.quick {
+			n, err = c.tryRead(c.fr.spare())
+			c.fr.filled(n)
+			if n > 0 {
+				c.quickReads++
+				continue
+			}
+			if err == nil { // nothing more to read now
+				if c.fr.idle() && c.quickReads <= 1 {
+					// Woken for one burst (a pong, a request now and then): park again at
+					// once, instead of holding a goroutine until the clock's next look.
+					c.fr.release()
+					if c.s.parker.park(c) == nil {
+						return false
+					}
+				}
+				c.quick = false // busy: read like any running reader until the clock parks it
+				continue
+			}
+		} else {
+			n, err = c.nc.Read(c.fr.spare())
+			c.fr.filled(n)
+			if n > 0 || err == nil {
+				continue
+			}
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && c.parkReq.Swap(false) && !c.stopRead.Load() {
+			// The server's clock found this reader idle: park unless a frame is half read.
+			if c.fr.idle() && c.s.parker != nil {
+				c.fr.release()
+				if c.s.parker.park(c) == nil {
+					return false
+				}
+			}
+			c.armReadDeadline()
+			continue
+		}
+		c.readFailed(err)
+		return true
 	}
-	if mt != websocket.TextMessage {
-		c.s.tel.Metrics.FrameIn(wire.TypeInvalid, buf.Len())
+}
+
+// resume is a reader restarted by the parker.
+func (c *conn) resume() {
+	c.quick, c.quickReads = c.rc != nil, 0
+	c.readLoop()
+}
+
+// tryRead makes one non-blocking read attempt: (0, nil) means nothing to read now.
+func (c *conn) tryRead(b []byte) (n int, err error) {
+	rerr := c.rc.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), b)
+		return true // one attempt: never wait for the socket here
+	})
+	switch {
+	case rerr != nil:
+		return 0, rerr
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// frameRead notes that the peer is alive and the reader busy, and moves the read deadline.
+func (c *conn) frameRead() {
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	c.readBusy.Store(true)
+	if c.s.cfg.PingInterval > 0 {
+		_ = c.nc.SetReadDeadline(now.Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
+	}
+}
+
+// serveFrame handles one message or control frame; p is only valid during the call.
+func (c *conn) serveFrame(op byte, p []byte) error {
+	switch op {
+	case opText:
+		// handle keeps nothing of the frame's bytes: the decoder copies what it retains.
+		c.handle(p)
+	case opBinary:
+		c.s.tel.Metrics.FrameIn(wire.TypeInvalid, len(p))
 		c.replyError(context.Background(), nil, "", domain.Errorf(domain.KindInvalid, "binary frames are not supported: send JSON text frames"))
-		return nil
+	case opPing:
+		// Answered by the writer, which owns the socket's write side.
+		c.enqueue(reply{typ: "", data: bytes.Clone(p)})
+	case opClose:
+		code, err := parseClose(p)
+		if err != nil {
+			return err
+		}
+		c.setClose(code, "")
+		c.peerClosed.Store(true)
+		return errPeerClosed
 	}
-	// handle keeps nothing of the frame's bytes: the decoder copies what it retains.
-	c.handle(buf.Bytes())
-	return nil
+	return nil // pongs only prove the peer alive, which reading them did
 }
 
 func (c *conn) readFailed(err error) {
-	var ce *websocket.CloseError
+	var ce *closeError
 	switch {
+	case errors.Is(err, errPeerClosed):
 	case errors.As(err, &ce):
-		c.setClose(ce.Code, "")
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has already sent the 1009 close frame.
-		c.setClose(websocket.CloseMessageTooBig, "")
+		// Teardown sends our close frame with this code and reason.
+		c.setClose(ce.code, ce.reason)
 	default:
 		c.setClose(websocket.CloseAbnormalClosure, "")
 	}
@@ -439,7 +575,7 @@ func (c *conn) writeLoop() {
 }
 
 // serveWrites writes until the connection is finished (true), or until the server's clock has seen
-// it idle for writerIdle (false): then the goroutine ends, and the next Wake starts another.
+// it idle for a clock period, IdleAfter (false): then the goroutine ends, and the next Wake starts another.
 func (c *conn) serveWrites() (finished bool) {
 	defer func() {
 		if c.panicked(recover(), "writer") {
@@ -460,16 +596,6 @@ func (c *conn) serveWrites() (finished bool) {
 			return true
 		}
 		retire := c.retire.Swap(false)
-		// The server's clock sets these for every connection (see Server.tick).
-		if c.pingDue.Swap(false) {
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, c.s.writeDeadline(time.Now())); err != nil {
-				c.setClose(websocket.CloseAbnormalClosure, "")
-				return true
-			}
-		}
-		if c.beatDue.Swap(false) {
-			c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
-		}
 		if err := c.flush(); err != nil {
 			if !errors.Is(err, errSlowConsumer) {
 				c.setClose(websocket.CloseAbnormalClosure, "")
@@ -555,6 +681,11 @@ type traced struct {
 // It loops until nothing is left, writing once per pass. A writer goroutine first finishes what a
 // flusher handed over.
 func (c *conn) flush() error {
+	// The server's clock asks every connection for these (see Server.tick); they are written like
+	// anything else, so that 10,000 idle connections need no goroutine of their own for them.
+	if c.beatDue.Swap(false) {
+		c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
+	}
 	if sub := c.overflowed; sub != nil {
 		st := c.overflowSt
 		c.overflowed, c.overflowSt = nil, outStats{}
@@ -671,6 +802,9 @@ func (c *conn) flushOnce() (more bool, err error) {
 	}
 	if len(ended) > 0 {
 		c.forgetSubs(ended)
+	}
+	if c.pingDue.Swap(false) {
+		c.buf = append(c.buf, 0x89, 0) // a WebSocket ping, to find dead peers
 	}
 	// Replies go after the events drained above: the replies were taken first, so every event
 	// queued before a reply was queued leaves no later than that reply (a ping is a barrier).
@@ -897,14 +1031,16 @@ func (c *conn) teardown() {
 	if code == 0 {
 		code = websocket.CloseAbnormalClosure
 	}
-	if reason != "" && !c.closeSent {
-		// We decided to close (a panic, a client that does not read its replies): say so.
+	if (reason != "" || c.peerClosed.Load()) && !c.closeSent {
+		// We decided to close (a protocol error, a panic, a client that does not read its
+		// replies): say so. Or the client did: echo its code, as RFC 6455 asks.
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 		c.closeSent = true
 	}
-	if c.closeSent || code == websocket.CloseMessageTooBig { // gorilla sent the 1009 itself
+	if c.closeSent {
 		c.linger()
 	}
+	c.endReading()
 	_ = c.nc.Close()
 	<-c.readerDone
 	c.mu.Lock()

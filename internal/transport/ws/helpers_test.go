@@ -82,8 +82,13 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 	if o.ws.MaxFrameBytes == 0 {
 		o.ws.MaxFrameBytes = 1 << 20
 	}
+	if o.ws.IdleAfter == 0 {
+		// Far shorter than the service's 2s, so that every test also runs with readers parking and
+		// writers retiring between its frames.
+		o.ws.IdleAfter = 20 * time.Millisecond
+	}
 	wsSrv := ws.NewServer(o.ws, api, tel)
-	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsSrv.Connections, Topics: broker.Counts, Ready: svc.Ready})
+	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsSrv.Connections, ParkedReaders: wsSrv.ParkedReaders, Topics: broker.Counts, Ready: svc.Ready})
 	h := httptest.NewServer(httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsSrv, Ready: svc.Ready}))
 	ts := &testServer{URL: h.URL, Tel: tel, Svc: svc, WS: wsSrv, http: h, logs: logs}
 	t.Cleanup(func() {

@@ -32,6 +32,9 @@ type Config struct {
 	// MaxPendingReplies bounds the replies (ack, pong, error, info) waiting for a client that sends
 	// requests but does not read; past it the connection is closed with 1008.
 	MaxPendingReplies int
+	// IdleAfter is the server clock's period: a connection's writer goroutine or reader that has had
+	// nothing to do for a whole period is released (0: 2s).
+	IdleAfter time.Duration
 }
 
 // Server accepts and tracks WebSocket connections. Create it with NewServer.
@@ -53,6 +56,7 @@ type Server struct {
 	tickDone chan struct{}
 	stopOnce sync.Once
 
+	parker    *parker       // idle readers' sockets; nil where unsupported
 	ready     chan *conn    // connections waiting for a flusher
 	flushStop chan struct{} // closed by Shutdown once every connection is gone
 	flushers  sync.WaitGroup
@@ -72,13 +76,17 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = 2 * time.Second
+	}
 	if cfg.MaxPendingReplies <= 0 {
 		cfg.MaxPendingReplies = 4096
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.upgrader = websocket.Upgrader{
-		// Small read buffers keep idle connections cheap; a larger frame is read in several fills.
-		ReadBufferSize:  512,
+		// The reader reads frames itself (frame.go); gorilla's read buffer, which it allocates
+		// anyway, is kept at its minimum.
+		ReadBufferSize:  1,
 		WriteBufferSize: 512,
 		WriteBufferPool: &writeBufferPool,
 		CheckOrigin:     s.checkOrigin,
@@ -86,6 +94,11 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	s.tickStop, s.tickDone = make(chan struct{}), make(chan struct{})
 	go s.tick()
+	if p, err := newParker(); err == nil {
+		s.parker = p
+	} else {
+		s.log.Warn("idle connections keep their reader goroutine", "reason", err.Error())
+	}
 	s.ready, s.flushStop = make(chan *conn, readyQueue), make(chan struct{})
 	for range runtime.GOMAXPROCS(0) {
 		s.flushers.Go(s.flushLoop)
@@ -97,7 +110,7 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 // wakes their writers. Timers per connection would cost 10,000 idle connections 30,000 timers.
 func (s *Server) tick() {
 	defer close(s.tickDone)
-	idle := time.NewTicker(writerIdle)
+	idle := time.NewTicker(s.cfg.IdleAfter)
 	defer idle.Stop()
 	var pingC, beatC <-chan time.Time
 	if d := s.cfg.PingInterval; d > 0 {
@@ -136,14 +149,15 @@ func (s *Server) flushLoop() {
 	}
 }
 
-// writerIdle is the period after which a connection's writer goroutine that wrote nothing exits.
-const writerIdle = 2 * time.Second
-
 // retireIdleWriters asks every writer that wrote nothing since the last look to exit, and every
-// connection that went quiet with counts not yet in the shared metrics to add them.
+// connection that went quiet with counts not yet in the shared metrics to add them. It also asks
+// readers that read nothing since the last look to park, and restarts parked readers whose peer
+// has been silent past the ping timeout, so that they find it dead.
 func (s *Server) retireIdleWriters() {
+	now := time.Now()
+	dead := now.Add(-(s.cfg.PingInterval + s.cfg.PingTimeout)).UnixNano()
 	s.mu.Lock()
-	var idle, quiet []*conn
+	var idle, quiet, park, wake []*conn
 	for c := range s.conns {
 		busy := c.busy.Swap(false)
 		switch {
@@ -152,8 +166,30 @@ func (s *Server) retireIdleWriters() {
 		case !busy && c.statsWaiting.Load():
 			quiet = append(quiet, c)
 		}
+		if s.parker == nil {
+			continue
+		}
+		switch c.readState.Load() {
+		case readRunning:
+			if !c.readBusy.Swap(false) && !c.parkReq.Load() {
+				park = append(park, c)
+			}
+		case readParked:
+			if s.cfg.PingInterval > 0 && c.lastRead.Load() < dead {
+				wake = append(wake, c)
+			}
+		}
 	}
 	s.mu.Unlock()
+	for _, c := range park {
+		c.parkReq.Store(true)
+		_ = c.nc.SetReadDeadline(now) // the reader's read returns, and it parks
+	}
+	for _, c := range wake {
+		if s.parker.take(c, readRunning) {
+			go c.readLoop() // its deadline has passed: it fails at once
+		}
+	}
 	for _, c := range idle {
 		c.retire.Store(true)
 		c.Wake()
@@ -197,6 +233,14 @@ func (s *Server) upgradeError(w http.ResponseWriter, r *http.Request, status int
 
 // Connections returns the number of open connections.
 func (s *Server) Connections() int { return int(s.count.Load()) }
+
+// ParkedReaders returns how many connections are idle with their reader parked (no goroutine).
+func (s *Server) ParkedReaders() int {
+	if s.parker == nil {
+		return 0
+	}
+	return s.parker.count()
+}
 
 // ServeHTTP upgrades the request and starts the connection's reader and writer. It returns at once;
 // the connection lives on in those two goroutines.
@@ -259,9 +303,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer s.flushOnce.Do(func() {
-		// No connection is left to wake a flusher.
+		// No connection is left to wake a flusher or to park.
 		close(s.flushStop)
 		s.flushers.Wait()
+		if s.parker != nil {
+			s.parker.close()
+		}
 	})
 	select {
 	case <-done:
