@@ -131,13 +131,7 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		s: s, ws: wsc, nc: wsc.NetConn(), id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(),
 		wake: make(chan struct{}, 1), readerDone: make(chan struct{}),
 	}
-	c.fd = -1
-	if sc, ok := c.nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-			_ = rc.Control(func(fd uintptr) { c.fd = int32(fd) })
-		}
-	}
+	c.rc, c.fd = rawSocket(c.nc)
 	return c
 }
 
@@ -236,22 +230,6 @@ func (c *conn) serveInline() {
 func (c *conn) handOff() {
 	c.signal()
 	go c.writeLoop()
-}
-
-// tryWrite makes one non-blocking write attempt; n < len(b) with a nil error means the socket's
-// buffer is full.
-func (c *conn) tryWrite(b []byte) (n int, err error) {
-	werr := c.rc.Write(func(fd uintptr) bool {
-		n, err = syscall.Write(int(fd), b)
-		return true // one attempt: never wait for the socket here
-	})
-	if werr != nil {
-		return 0, werr
-	}
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		return 0, nil
-	}
-	return max(n, 0), err
 }
 
 func (c *conn) start() {
@@ -426,25 +404,6 @@ func (c *conn) serveReads() (finished bool) {
 func (c *conn) resume() {
 	c.quick, c.quickReads = c.rc != nil, 0
 	c.readLoop()
-}
-
-// tryRead makes one non-blocking read attempt: (0, nil) means nothing to read now.
-func (c *conn) tryRead(b []byte) (n int, err error) {
-	rerr := c.rc.Read(func(fd uintptr) bool {
-		n, err = syscall.Read(int(fd), b)
-		return true // one attempt: never wait for the socket here
-	})
-	switch {
-	case rerr != nil:
-		return 0, rerr
-	case err == syscall.EAGAIN || err == syscall.EINTR:
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
 }
 
 // frameRead notes that the peer is alive and the reader busy, and moves the read deadline.
