@@ -6,8 +6,9 @@ import (
 )
 
 // Runtime shows the Go runtime and process collectors of each pod: goroutines, heap, GC, CPU, file
-// descriptors. Each WebSocket connection costs two goroutines and one file descriptor, so these
-// lines should follow the connection count on the overview.
+// descriptors. Each WebSocket connection holds one file descriptor, and a reader goroutine only while
+// it is not parked (plus a writer only while its socket is full), so goroutines follow the busy
+// connections, not all of them.
 func Runtime() (dashboard.Dashboard, error) {
 	b := base("pubsub-runtime", "PubSub / Runtime",
 		"Go runtime and process metrics per pod: goroutines, heap, GC, CPU, file descriptors, restarts and versions.").
@@ -17,8 +18,10 @@ func Runtime() (dashboard.Dashboard, error) {
 			TextMode(common.BigValueTextModeValueAndName).
 			GraphMode(common.BigValueGraphModeNone)).
 		WithRow(row("Go runtime")).
-		WithPanel(graph("Goroutines", "Goroutines per pod: about two per WebSocket connection plus a fixed base.", "none", third, tall,
-			q(`sum by (pod) (go_goroutines{`+Sel+`})`, "{{pod}}"))).
+		WithPanel(graph("Goroutines and connections", "Goroutines per pod beside its WebSocket connections and those of them parked: a busy connection has a reader goroutine (and a writer while its socket is full), a parked idle one none. Goroutines well above the unparked connections point at a leak.", "none", third, tall,
+			q(`sum by (pod) (go_goroutines{`+Sel+`})`, "goroutines {{pod}}"),
+			q(`sum by (pod) (pubsub_ws_connections{`+Sel+`})`, "connections {{pod}}"),
+			q(`sum by (pod) (pubsub_ws_readers_parked{`+Sel+`})`, "parked {{pod}}"))).
 		WithPanel(graph("Heap", "Heap in use and the heap size that triggers the next GC, per pod.", "bytes", third, tall,
 			q(`sum by (pod) (go_memstats_heap_inuse_bytes{`+Sel+`})`, "in use {{pod}}"),
 			q(`sum by (pod) (go_memstats_next_gc_bytes{`+Sel+`})`, "next GC {{pod}}"))).
