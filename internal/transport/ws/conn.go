@@ -1018,7 +1018,7 @@ func (c *conn) teardown() {
 	for _, s := range subs {
 		clientIDs = append(clientIDs, s.ClientID)
 	}
-	c.logf(context.Background(), slog.LevelInfo, "ws connection closed", "close_code", code, "duration", time.Since(c.opened).Round(time.Millisecond).String(),
+	c.logf(context.Background(), slog.LevelInfo, "ws connection closed", "close_code", code, "reason", reason, "duration", time.Since(c.opened).Round(time.Millisecond).String(),
 		"subscriptions", len(subs), "client_ids", clientIDs, "undelivered", lost)
 	c.s.forget(c)
 }

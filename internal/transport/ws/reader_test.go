@@ -149,4 +149,7 @@ func TestProtocolErrorsClose1002(t *testing.T) {
 		})
 	}
 	waitUntil(t, "every connection is closed", func() bool { return s.WS.Connections() == 0 })
+	if logs := s.logs.String(); !strings.Contains(logs, `"reason":"client frames must be masked"`) {
+		t.Errorf("the close log line does not say why:\n%s", logs)
+	}
 }
