@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 )
 
 // rawConn is the client side of a WebSocket that the bench reads without a
@@ -34,8 +36,7 @@ type rawConn struct {
 
 	buf  []byte // received bytes; buf[r:] are not yet parsed
 	r    int
-	frag []byte // a fragmented message being assembled
-	fop  byte   // its opcode
+	msgs wsframe.Reader // fragments, and the maxRawFrame limit
 	mask [4]byte
 }
 
@@ -48,21 +49,8 @@ const rawBufSize = 32 << 10
 // without bound.
 const maxRawFrame = 64 << 20
 
-// WebSocket opcodes (RFC 6455 5.2).
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
-)
-
-var (
-	errMaskedFrame   = errors.New("websocket: the server sent a masked frame")
-	errFrameTooLarge = errors.New("websocket: frame larger than 64 MiB")
-	errBadFraming    = errors.New("websocket: bad fragmentation or control frame")
-)
+// errMaskedFrame: servers must not mask (RFC 6455 5.1).
+var errMaskedFrame = wsframe.ProtocolError("the server sent a masked frame")
 
 // dialRaw opens a WebSocket to wsURL (ws:// only) with the bench's own
 // handshake. Bytes the server sent after its 101 response are kept for the
@@ -128,7 +116,7 @@ func handshake(nc net.Conn, u *url.URL) (*rawConn, error) {
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	c := &rawConn{nc: nc, fd: -1, buf: make([]byte, 0, rawBufSize)}
+	c := &rawConn{nc: nc, fd: -1, buf: make([]byte, 0, rawBufSize), msgs: wsframe.Reader{Limit: maxRawFrame}}
 	leftover, _ := br.Peek(br.Buffered())
 	c.buf = append(c.buf, leftover...)
 	_, _ = rand.Read(c.mask[:])
@@ -175,22 +163,7 @@ func (c *rawConn) close() {
 // write sends one masked frame. Clients write little (a subscribe, pongs,
 // a close), so the mask key is drawn once per connection, not per frame.
 func (c *rawConn) write(op byte, payload []byte) error {
-	n := len(payload)
-	b := make([]byte, 0, n+14)
-	b = append(b, 0x80|op)
-	switch {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	b = append(b, c.mask[:]...)
-	for i, x := range payload {
-		b = append(b, x^c.mask[i&3])
-	}
+	b := wsframe.AppendFrame(nil, op, &c.mask, payload)
 	if c.nc != nil {
 		if err := c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
 			return err
@@ -256,33 +229,17 @@ func (c *rawConn) fill() (int, error) {
 func (c *rawConn) next() (op byte, payload []byte, ok bool, err error) {
 	for {
 		b := c.buf[c.r:]
-		if len(b) < 2 {
-			return 0, nil, false, nil
+		h, ok, err := wsframe.ParseHeader(b)
+		if err == nil && ok && h.Masked {
+			err = errMaskedFrame
 		}
-		fin, op := b[0]&0x80 != 0, b[0]&0x0f
-		if b[1]&0x80 != 0 {
-			return 0, nil, false, errMaskedFrame
+		if err == nil && ok {
+			err = c.msgs.Check(h)
 		}
-		if b[0]&0x70 != 0 {
-			return 0, nil, false, errBadFraming // no extension was negotiated
+		if err != nil || !ok {
+			return 0, nil, false, err
 		}
-		hdr, n := 2, uint64(b[1]&0x7f)
-		switch n {
-		case 126:
-			if len(b) < 4 {
-				return 0, nil, false, nil
-			}
-			hdr, n = 4, uint64(binary.BigEndian.Uint16(b[2:]))
-		case 127:
-			if len(b) < 10 {
-				return 0, nil, false, nil
-			}
-			hdr, n = 10, binary.BigEndian.Uint64(b[2:])
-		}
-		if n > maxRawFrame {
-			return 0, nil, false, errFrameTooLarge
-		}
-		total := hdr + int(n)
+		total := h.Size + int(h.Len) // Check bounded Len by maxRawFrame
 		if len(b) < total {
 			// fill moves the partial frame to the buffer's start; grow
 			// only for a frame that would not fit even there.
@@ -294,29 +251,8 @@ func (c *rawConn) next() (op byte, payload []byte, ok bool, err error) {
 			return 0, nil, false, nil
 		}
 		c.r += total
-		p := b[hdr:total]
-		control := op >= opClose
-		switch {
-		case control && (!fin || n > 125):
-			return 0, nil, false, errBadFraming
-		case control:
-			return op, p, true, nil
-		case op == opContinuation && c.frag == nil, op != opContinuation && c.frag != nil:
-			return 0, nil, false, errBadFraming
-		case fin && c.frag == nil:
-			return op, p, true, nil
-		case op != opContinuation:
-			c.frag, c.fop = append(make([]byte, 0, 2*len(p)), p...), op
-		default:
-			c.frag = append(c.frag, p...)
-			if len(c.frag) > maxRawFrame {
-				return 0, nil, false, errFrameTooLarge
-			}
-			if fin {
-				msg, mop := c.frag, c.fop
-				c.frag = nil
-				return mop, msg, true, nil
-			}
+		if op, msg, done := c.msgs.Add(h, b[h.Size:total]); done {
+			return op, msg, true, nil
 		}
 	}
 }
@@ -326,16 +262,16 @@ func (c *rawConn) next() (op byte, payload []byte, ok bool, err error) {
 // whether op was a control frame.
 func (c *rawConn) control(op byte, p []byte) (bool, error) {
 	switch op {
-	case opPing:
-		return true, c.write(opPong, p)
-	case opPong:
+	case wsframe.OpPing:
+		return true, c.write(wsframe.OpPong, p)
+	case wsframe.OpPong:
 		return true, nil
-	case opClose:
+	case wsframe.OpClose:
 		code := websocket.CloseNoStatusReceived
 		if len(p) >= 2 {
 			code = int(binary.BigEndian.Uint16(p))
 		}
-		_ = c.write(opClose, p[:min(len(p), 2)])
+		_ = c.write(wsframe.OpClose, p[:min(len(p), 2)])
 		// gorilla's error type, so that both clients' ends are tallied alike.
 		return true, &websocket.CloseError{Code: code}
 	}

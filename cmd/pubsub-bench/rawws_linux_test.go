@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 )
 
 // TestRawClientAgainstGorilla runs the bench's own client against a
@@ -55,7 +57,7 @@ func TestRawClientAgainstGorilla(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.close()
-	if err := c.write(opText, []byte("hello")); err != nil {
+	if err := c.write(wsframe.OpText, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.detach(); err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 )
 
 // subKind says how a subscriber consumes.
@@ -98,7 +100,7 @@ func (s *subscriber) openRaw(ctx context.Context, wsURL string) error {
 	}
 	s.raw = c
 	s.res.track = newStreamTracker(len(s.topic.pubs))
-	if err := c.write(opText, subscribeFrame(s.topic.name, s.clientID, "sub")); err != nil {
+	if err := c.write(wsframe.OpText, subscribeFrame(s.topic.name, s.clientID, "sub")); err != nil {
 		return err
 	}
 	if err := c.nc.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {

@@ -24,8 +24,13 @@ import (
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 	"github.com/pubsubd/pubsub/telemetry"
 )
+
+// maxMessage bounds a client message when no limit is configured, so that a frame's length can
+// never make the reader allocate without bound.
+const maxMessage = 1 << 30
 
 // Batching limits: a writer drains at most maxDrain events per subscription per pass (one write),
 // so one busy topic cannot starve the connection's others and a pass's buffer stays bounded.
@@ -234,7 +239,10 @@ func (c *conn) handOff() {
 
 func (c *conn) start() {
 	c.logf(context.Background(), slog.LevelInfo, "ws connection opened")
-	c.fr.limit = c.s.cfg.MaxFrameBytes
+	c.fr.msgs.Limit = c.s.cfg.MaxFrameBytes
+	if c.fr.msgs.Limit <= 0 || c.fr.msgs.Limit > maxMessage {
+		c.fr.msgs.Limit = maxMessage
+	}
 	c.lastRead.Store(time.Now().UnixNano())
 	go c.readLoop()
 }
@@ -419,16 +427,16 @@ func (c *conn) frameRead() {
 // serveFrame handles one message or control frame; p is only valid during the call.
 func (c *conn) serveFrame(op byte, p []byte) error {
 	switch op {
-	case opText:
+	case wsframe.OpText:
 		// handle keeps nothing of the frame's bytes: the decoder copies what it retains.
 		c.handle(p)
-	case opBinary:
+	case wsframe.OpBinary:
 		c.s.tel.Metrics.FrameIn(wire.TypeInvalid, len(p))
 		c.replyError(context.Background(), nil, "", domain.Errorf(domain.KindInvalid, "binary frames are not supported: send JSON text frames"))
-	case opPing:
+	case wsframe.OpPing:
 		// Answered by the writer, which owns the socket's write side.
 		c.enqueue(reply{typ: "", data: bytes.Clone(p)})
-	case opClose:
+	case wsframe.OpClose:
 		code, err := parseClose(p)
 		if err != nil {
 			return err
@@ -578,29 +586,11 @@ func (c *conn) serveWrites() (finished bool) {
 
 var errSlowConsumer = errors.New("slow consumer disconnected")
 
-// appendFrame appends payload as one unmasked, unfragmented WebSocket text frame (RFC 6455 5.2).
-// The writer frames replies and events itself so that a whole batch leaves in one write: gorilla
-// hands every frame to the socket on its own.
+// appendFrame appends payload as one unmasked, unfragmented WebSocket text frame. The writer frames
+// replies and events itself so that a whole batch leaves in one write: gorilla hands every frame to
+// the socket on its own.
 func appendFrame(b, payload []byte) []byte {
-	n := len(payload)
-	switch {
-	case n < 126:
-		b = append(b, 0x81, byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x81, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x81, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, payload...)
-}
-
-// appendControl appends a pong control frame (payload at most 125 bytes by RFC 6455).
-func appendPongControl(b, payload []byte) []byte {
-	if len(payload) > 125 {
-		payload = payload[:125]
-	}
-	b = append(b, 0x8A, byte(len(payload)))
-	return append(b, payload...)
+	return wsframe.AppendFrame(b, wsframe.OpText, nil, payload)
 }
 
 // outStats counts one write batch by frame type, so the shared counters are touched once per batch.
@@ -763,13 +753,13 @@ func (c *conn) flushOnce() (more bool, err error) {
 		c.forgetSubs(ended)
 	}
 	if c.pingDue.Swap(false) {
-		c.buf = append(c.buf, 0x89, 0) // a WebSocket ping, to find dead peers
+		c.buf = wsframe.AppendFrame(c.buf, wsframe.OpPing, nil, nil) // to find dead peers
 	}
 	// Replies go after the events drained above: the replies were taken first, so every event
 	// queued before a reply was queued leaves no later than that reply (a ping is a barrier).
 	for _, r := range replies {
 		if r.typ == "" {
-			c.buf = appendPongControl(c.buf, r.data)
+			c.buf = wsframe.AppendFrame(c.buf, wsframe.OpPong, nil, r.data) // a ping's payload: at most 125 bytes
 			continue
 		}
 		c.buf = appendFrame(c.buf, r.data)

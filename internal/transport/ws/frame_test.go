@@ -4,25 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 )
 
-// masked builds a client frame with a non-trivial mask.
+// masked builds a client frame with a non-trivial mask; fin false leaves it a fragment.
 func masked(b0 byte, payload []byte) []byte {
-	n := len(payload)
-	var f []byte
-	switch {
-	case n < 126:
-		f = []byte{b0, 0x80 | byte(n)}
-	case n <= 0xffff:
-		f = []byte{b0, 0x80 | 126, byte(n >> 8), byte(n)}
-	default:
-		f = []byte{b0, 0x80 | 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
-	}
-	mask := []byte{0x12, 0x34, 0x56, 0x78}
-	f = append(f, mask...)
-	for i, c := range payload {
-		f = append(f, c^mask[i&3])
-	}
+	f := wsframe.AppendFrame(nil, b0&0x0f, &[4]byte{0x12, 0x34, 0x56, 0x78}, payload)
+	f[0] = b0
 	return f
 }
 
@@ -64,10 +53,10 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 	in = append(in, masked(0x82, bytes.Repeat([]byte{1}, 300))...) // a 16-bit length
 	in = append(in, masked(0x81, big)...)
 	in = append(in, masked(0x88, []byte{0x03, 0xe8})...)
-	want := []parsed{{opText, `{"type":"ping"}`}, {opPing, "p"}, {opText, "fragmented"},
-		{opBinary, string(bytes.Repeat([]byte{1}, 300))}, {opText, string(big)}, {opClose, "\x03\xe8"}}
+	want := []parsed{{wsframe.OpText, `{"type":"ping"}`}, {wsframe.OpPing, "p"}, {wsframe.OpText, "fragmented"},
+		{wsframe.OpBinary, string(bytes.Repeat([]byte{1}, 300))}, {wsframe.OpText, string(big)}, {wsframe.OpClose, "\x03\xe8"}}
 	for _, step := range []int{1, 5, 100, 4096, len(in)} {
-		r := &frameReader{limit: 1 << 20}
+		r := &frameReader{msgs: wsframe.Reader{Limit: 1 << 20}}
 		got, err := feed(t, r, in, step)
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
@@ -89,18 +78,18 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 func TestFrameReaderLimit(t *testing.T) {
 	// The limit is on messages: fragments count together.
 	in := append(masked(0x01, bytes.Repeat([]byte("a"), 600)), masked(0x80, bytes.Repeat([]byte("b"), 600))...)
-	if _, err := feed(t, &frameReader{limit: 1000}, in, len(in)); !errors.Is(err, errTooBig) {
+	if _, err := feed(t, &frameReader{msgs: wsframe.Reader{Limit: 1000}}, in, len(in)); !errors.Is(err, errTooBig) {
 		t.Fatalf("two fragments over the limit: %v, want errTooBig", err)
 	}
 	// Known from the header alone: nothing of a huge frame is buffered.
-	r := &frameReader{limit: 1000}
+	r := &frameReader{msgs: wsframe.Reader{Limit: 1000}}
 	if _, err := feed(t, r, masked(0x81, bytes.Repeat([]byte("a"), 5000))[:20], 20); !errors.Is(err, errTooBig) {
 		t.Fatalf("huge frame: %v, want errTooBig", err)
 	}
 	if cap(r.buf) > readBufSize {
 		t.Errorf("buffer grew to %d for a frame over the limit", cap(r.buf))
 	}
-	if got, err := feed(t, &frameReader{limit: 1000}, masked(0x81, bytes.Repeat([]byte("a"), 1000)), 7); err != nil || len(got) != 1 {
+	if got, err := feed(t, &frameReader{msgs: wsframe.Reader{Limit: 1000}}, masked(0x81, bytes.Repeat([]byte("a"), 1000)), 7); err != nil || len(got) != 1 {
 		t.Fatalf("a message at the limit: %v, %d messages", err, len(got))
 	}
 }
@@ -136,7 +125,7 @@ func FuzzFrameReader(f *testing.F) {
 		if step < 1 || step > len(in)+1 {
 			step = len(in) + 1
 		}
-		r := &frameReader{limit: 4096}
+		r := &frameReader{msgs: wsframe.Reader{Limit: 4096}}
 		got, _ := feed(t, r, in, step)
 		for _, m := range got {
 			if len(m.p) > 4096 {
