@@ -244,6 +244,7 @@ func (c *conn) start() {
 		c.fr.msgs.Limit = maxMessage
 	}
 	c.lastRead.Store(time.Now().UnixNano())
+	c.readBusy.Store(true) // a new connection is not idle: the clock's first look must not park it
 	go c.readLoop()
 }
 
@@ -966,9 +967,20 @@ func (c *conn) linger() {
 	case <-t.C:
 		return
 	}
-	// The reader has stopped (read limit, panic): read and drop what is left ourselves.
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
-	_, _ = io.CopyN(io.Discard, c.nc, 64<<20)
+	// The reader has stopped (read limit, panic): read and drop what is left ourselves. The server's
+	// clock may still move the read deadline to ask a reader it saw running to park: a timeout
+	// before our own deadline is that, and draining goes on.
+	deadline := time.Now().Add(lingerTime)
+	left := int64(64 << 20)
+	for left > 0 && time.Now().Before(deadline) {
+		_ = c.nc.SetReadDeadline(deadline)
+		n, err := io.CopyN(io.Discard, c.nc, left)
+		left -= n
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return // EOF: the client closed; or the socket failed
+		}
+	}
 }
 
 // teardown runs once, in the writer, after it stops: the socket closes, the reader ends, the
