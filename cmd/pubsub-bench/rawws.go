@@ -34,9 +34,7 @@ type rawConn struct {
 	nc net.Conn // until detach
 	fd int      // after detach: the socket, owned by this rawConn
 
-	buf  []byte // received bytes; buf[r:] are not yet parsed
-	r    int
-	msgs wsframe.Reader // fragments, and the maxRawFrame limit
+	in   wsframe.Stream // what the server sent: unmasked frames up to maxRawFrame
 	mask [4]byte
 }
 
@@ -49,8 +47,10 @@ const rawBufSize = 32 << 10
 // without bound.
 const maxRawFrame = 64 << 20
 
-// errMaskedFrame: servers must not mask (RFC 6455 5.1).
-var errMaskedFrame = wsframe.ProtocolError("the server sent a masked frame")
+// newServerStream returns the stream a client reads the server's frames from.
+func newServerStream() wsframe.Stream {
+	return wsframe.Stream{Reader: wsframe.Reader{Limit: maxRawFrame}, MinBuf: rawBufSize, MaxBuf: rawBufSize}
+}
 
 // dialRaw opens a WebSocket to wsURL (ws:// only) with the bench's own
 // handshake. Bytes the server sent after its 101 response are kept for the
@@ -116,9 +116,9 @@ func handshake(nc net.Conn, u *url.URL) (*rawConn, error) {
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	c := &rawConn{nc: nc, fd: -1, buf: make([]byte, 0, rawBufSize), msgs: wsframe.Reader{Limit: maxRawFrame}}
+	c := &rawConn{nc: nc, fd: -1, in: newServerStream()}
 	leftover, _ := br.Peek(br.Buffered())
-	c.buf = append(c.buf, leftover...)
+	c.in.Write(leftover)
 	_, _ = rand.Read(c.mask[:])
 	return c, nil
 }
@@ -187,19 +187,11 @@ func (c *rawConn) write(op byte, payload []byte) error {
 	return nil
 }
 
-// fill reads once into the buffer, first moving unparsed bytes to its
-// start. Detached, the read is a single non-blocking attempt (the poller
-// calls it when the socket is ready); before, it blocks until the read
-// deadline.
+// fill reads once into the stream. Detached, the read is a single
+// non-blocking attempt (the poller calls it when the socket is ready);
+// before, it blocks until the read deadline.
 func (c *rawConn) fill() (int, error) {
-	if c.r > 0 {
-		n := copy(c.buf, c.buf[c.r:])
-		c.buf, c.r = c.buf[:n], 0
-	}
-	if len(c.buf) == cap(c.buf) {
-		c.buf = append(c.buf, 0)[:len(c.buf)]
-	}
-	dst := c.buf[len(c.buf):cap(c.buf)]
+	dst := c.in.Spare()
 	var n int
 	var err error
 	if c.nc == nil {
@@ -218,43 +210,14 @@ func (c *rawConn) fill() (int, error) {
 			return 0, err
 		}
 	}
-	c.buf = c.buf[:len(c.buf)+n]
+	c.in.Filled(n)
 	return n, nil
 }
 
-// next parses the next whole message or control frame from the buffer. ok
-// is false when more bytes are needed; a frame whose length is known but
-// does not fit grows the buffer so that the next fill can complete it. The
-// payload aliases the buffer until the next fill.
+// next returns the next whole message or control frame buffered, ok
+// false when more bytes are needed; the payload is valid until the next fill.
 func (c *rawConn) next() (op byte, payload []byte, ok bool, err error) {
-	for {
-		b := c.buf[c.r:]
-		h, ok, err := wsframe.ParseHeader(b)
-		if err == nil && ok && h.Masked {
-			err = errMaskedFrame
-		}
-		if err == nil && ok {
-			err = c.msgs.Check(h)
-		}
-		if err != nil || !ok {
-			return 0, nil, false, err
-		}
-		total := h.Size + int(h.Len) // Check bounded Len by maxRawFrame
-		if len(b) < total {
-			// fill moves the partial frame to the buffer's start; grow
-			// only for a frame that would not fit even there.
-			if total > cap(c.buf) {
-				grown := make([]byte, len(b), total)
-				copy(grown, b)
-				c.buf, c.r = grown, 0
-			}
-			return 0, nil, false, nil
-		}
-		c.r += total
-		if op, msg, done := c.msgs.Add(h, b[h.Size:total]); done {
-			return op, msg, true, nil
-		}
-	}
+	return c.in.Next()
 }
 
 // control answers a ping and turns a close frame into the error that ends

@@ -84,7 +84,7 @@ type conn struct {
 	fd           int32        // the socket's descriptor, for the parker; -1 if none
 
 	// Owned by the reader goroutine (one at a time: a parked reader's successor starts after it).
-	fr           frameReader
+	fr           wsframe.Stream
 	quick        bool        // restarted from the parker: read without waiting, and park again if that was all
 	quickReads   int         // reads that brought data since the restart
 	peerClosed   atomic.Bool // the client sent a close frame: teardown echoes it
@@ -239,10 +239,11 @@ func (c *conn) handOff() {
 
 func (c *conn) start() {
 	c.logf(context.Background(), slog.LevelInfo, "ws connection opened")
-	c.fr.msgs.Limit = c.s.cfg.MaxFrameBytes
-	if c.fr.msgs.Limit <= 0 || c.fr.msgs.Limit > maxMessage {
-		c.fr.msgs.Limit = maxMessage
+	limit := c.s.cfg.MaxFrameBytes
+	if limit <= 0 || limit > maxMessage {
+		limit = maxMessage
 	}
+	c.fr = newFrameReader(limit)
 	c.lastRead.Store(time.Now().UnixNano())
 	c.readBusy.Store(true) // a new connection is not idle: the clock's first look must not park it
 	go c.readLoop()
@@ -353,7 +354,7 @@ func (c *conn) serveReads() (finished bool) {
 			c.readFailed(os.ErrDeadlineExceeded)
 			return true
 		}
-		op, p, ok, err := c.fr.next()
+		op, p, ok, err := c.fr.Next()
 		if err == nil && ok {
 			c.frameRead()
 			err = c.serveFrame(op, p)
@@ -367,17 +368,17 @@ func (c *conn) serveReads() (finished bool) {
 		}
 		var n int // err is nil here, and takes the read's error
 		if c.quick {
-			n, err = c.tryRead(c.fr.spare())
-			c.fr.filled(n)
+			n, err = c.tryRead(c.fr.Spare())
+			c.fr.Filled(n)
 			if n > 0 {
 				c.quickReads++
 				continue
 			}
 			if err == nil { // nothing more to read now
-				if c.fr.idle() && c.quickReads <= 1 {
+				if c.fr.Idle() && c.quickReads <= 1 {
 					// Woken for one burst (a pong, a request now and then): park again at
 					// once, instead of holding a goroutine until the clock's next look.
-					c.fr.release()
+					c.fr.Release()
 					if c.s.parker.park(c) == nil {
 						return false
 					}
@@ -386,8 +387,8 @@ func (c *conn) serveReads() (finished bool) {
 				continue
 			}
 		} else {
-			n, err = c.nc.Read(c.fr.spare())
-			c.fr.filled(n)
+			n, err = c.nc.Read(c.fr.Spare())
+			c.fr.Filled(n)
 			if n > 0 || err == nil {
 				continue
 			}
@@ -395,8 +396,8 @@ func (c *conn) serveReads() (finished bool) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && c.parkReq.Swap(false) && !c.stopRead.Load() {
 			// The server's clock found this reader idle: park unless a frame is half read.
-			if c.fr.idle() && c.s.parker != nil {
-				c.fr.release()
+			if c.fr.Idle() && c.s.parker != nil {
+				c.fr.Release()
 				if c.s.parker.park(c) == nil {
 					return false
 				}
@@ -450,6 +451,7 @@ func (c *conn) serveFrame(op byte, p []byte) error {
 }
 
 func (c *conn) readFailed(err error) {
+	err = closeErrorOf(err)
 	var ce *closeError
 	switch {
 	case errors.Is(err, errPeerClosed):

@@ -31,82 +31,10 @@ func protocolError(reason string) error {
 // errTooBig is a message over the read limit (1009).
 var errTooBig = &closeError{code: websocket.CloseMessageTooBig, reason: "message too big"}
 
-// frameReader parses client frames from bytes read off the socket. It holds a buffer only while the
-// reader runs: release gives it back, so a parked connection holds none.
-type frameReader struct {
-	buf  []byte // buf[r:] is unparsed input
-	r    int
-	msgs wsframe.Reader // fragments and the message limit
-}
-
-// readBufSize is what a reader starts with; fill doubles it, up to maxReadBuf, while reads fill it
-// (a client pipelining requests), so a quiet connection reads into little.
-const (
-	readBufSize = 512
-	maxReadBuf  = 64 << 10
-)
-
-// spare returns room to read into at the end of the buffer, first moving unparsed bytes to its
-// start and growing it if full.
-func (f *frameReader) spare() []byte {
-	if f.buf == nil {
-		f.buf = make([]byte, 0, readBufSize)
-	}
-	if f.r > 0 {
-		n := copy(f.buf, f.buf[f.r:])
-		f.buf, f.r = f.buf[:n], 0
-	}
-	if len(f.buf) == cap(f.buf) {
-		f.buf = append(f.buf, make([]byte, min(max(cap(f.buf), readBufSize), maxReadBuf))...)[:len(f.buf)]
-	}
-	return f.buf[len(f.buf):cap(f.buf)]
-}
-
-// filled records n bytes read into spare's slice.
-func (f *frameReader) filled(n int) { f.buf = f.buf[:len(f.buf)+n] }
-
-// idle reports whether nothing is buffered: the reader may stop without losing input.
-func (f *frameReader) idle() bool { return len(f.buf) == f.r && !f.msgs.Pending() }
-
-// release drops the buffers; only valid when idle.
-func (f *frameReader) release() { f.buf, f.r = nil, 0 }
-
-// next returns the next whole message (text or binary, fragments joined) or control frame. ok is
-// false when more input is needed. The payload is unmasked in place and valid until the next call
-// to spare.
-func (f *frameReader) next() (op byte, payload []byte, ok bool, err error) {
-	for {
-		b := f.buf[f.r:]
-		h, ok, err := wsframe.ParseHeader(b)
-		if err == nil && ok && !h.Masked {
-			err = wsframe.ProtocolError("client frames must be masked")
-		}
-		if err == nil && ok {
-			err = f.msgs.Check(h)
-		}
-		if err != nil {
-			return 0, nil, false, closeErrorOf(err)
-		}
-		if !ok {
-			return 0, nil, false, nil
-		}
-		total := h.Size + int(h.Len) // Check bounded Len by the limit
-		if len(b) < total {
-			if total > cap(f.buf) {
-				// Grow once to the frame's size so spare can take it.
-				grown := make([]byte, len(b), total)
-				copy(grown, b)
-				f.buf, f.r = grown, 0
-			}
-			return 0, nil, false, nil
-		}
-		f.r += total
-		p := b[h.Size:total]
-		wsframe.Unmask(p, h.Mask)
-		if op, m, done := f.msgs.Add(h, p); done {
-			return op, m, true, nil
-		}
-	}
+// newFrameReader returns the stream a connection's client frames are parsed from: masked, with
+// the message limit, read into 512 bytes at first and at most 64 KiB more at a time.
+func newFrameReader(limit int64) wsframe.Stream {
+	return wsframe.Stream{Reader: wsframe.Reader{Limit: limit}, Masked: true, MinBuf: 512, MaxBuf: 64 << 10}
 }
 
 // closeErrorOf turns a framing error into the close code and reason we answer it with.

@@ -21,11 +21,11 @@ type parsed struct {
 }
 
 // feed gives r the input in pieces of step bytes, as reads would, and collects what next returns.
-func feed(t *testing.T, r *frameReader, in []byte, step int) ([]parsed, error) {
+func feed(t *testing.T, r *wsframe.Stream, in []byte, step int) ([]parsed, error) {
 	t.Helper()
 	var out []parsed
 	for off := 0; ; {
-		op, p, ok, err := r.next()
+		op, p, ok, err := r.Next()
 		if err != nil {
 			return out, err
 		}
@@ -36,8 +36,8 @@ func feed(t *testing.T, r *frameReader, in []byte, step int) ([]parsed, error) {
 		if off == len(in) {
 			return out, nil
 		}
-		n := copy(r.spare(), in[off:min(off+step, len(in))])
-		r.filled(n)
+		n := copy(r.Spare(), in[off:min(off+step, len(in))])
+		r.Filled(n)
 		off += n
 	}
 }
@@ -56,7 +56,7 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 	want := []parsed{{wsframe.OpText, `{"type":"ping"}`}, {wsframe.OpPing, "p"}, {wsframe.OpText, "fragmented"},
 		{wsframe.OpBinary, string(bytes.Repeat([]byte{1}, 300))}, {wsframe.OpText, string(big)}, {wsframe.OpClose, "\x03\xe8"}}
 	for _, step := range []int{1, 5, 100, 4096, len(in)} {
-		r := &frameReader{msgs: wsframe.Reader{Limit: 1 << 20}}
+		r := ptr(newFrameReader(1 << 20))
 		got, err := feed(t, r, in, step)
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
@@ -69,7 +69,7 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 				t.Errorf("step %d: message %d: op %d, %d bytes; want op %d, %d bytes", step, i, got[i].op, len(got[i].p), want[i].op, len(want[i].p))
 			}
 		}
-		if !r.idle() {
+		if !r.Idle() {
 			t.Errorf("step %d: input left over", step)
 		}
 	}
@@ -78,18 +78,18 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 func TestFrameReaderLimit(t *testing.T) {
 	// The limit is on messages: fragments count together.
 	in := append(masked(0x01, bytes.Repeat([]byte("a"), 600)), masked(0x80, bytes.Repeat([]byte("b"), 600))...)
-	if _, err := feed(t, &frameReader{msgs: wsframe.Reader{Limit: 1000}}, in, len(in)); !errors.Is(err, errTooBig) {
-		t.Fatalf("two fragments over the limit: %v, want errTooBig", err)
+	if _, err := feed(t, ptr(newFrameReader(1000)), in, len(in)); !errors.Is(err, wsframe.ErrTooBig) {
+		t.Fatalf("two fragments over the limit: %v, want ErrTooBig", err)
 	}
 	// Known from the header alone: nothing of a huge frame is buffered.
-	r := &frameReader{msgs: wsframe.Reader{Limit: 1000}}
-	if _, err := feed(t, r, masked(0x81, bytes.Repeat([]byte("a"), 5000))[:20], 20); !errors.Is(err, errTooBig) {
-		t.Fatalf("huge frame: %v, want errTooBig", err)
+	r := ptr(newFrameReader(1000))
+	if _, err := feed(t, r, masked(0x81, bytes.Repeat([]byte("a"), 5000))[:20], 20); !errors.Is(err, wsframe.ErrTooBig) {
+		t.Fatalf("huge frame: %v, want ErrTooBig", err)
 	}
-	if cap(r.buf) > readBufSize {
-		t.Errorf("buffer grew to %d for a frame over the limit", cap(r.buf))
+	if r.Cap() > 512 {
+		t.Errorf("buffer grew to %d for a frame over the limit", r.Cap())
 	}
-	if got, err := feed(t, &frameReader{msgs: wsframe.Reader{Limit: 1000}}, masked(0x81, bytes.Repeat([]byte("a"), 1000)), 7); err != nil || len(got) != 1 {
+	if got, err := feed(t, ptr(newFrameReader(1000)), masked(0x81, bytes.Repeat([]byte("a"), 1000)), 7); err != nil || len(got) != 1 {
 		t.Fatalf("a message at the limit: %v, %d messages", err, len(got))
 	}
 }
@@ -115,6 +115,8 @@ func TestParseClose(t *testing.T) {
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 // FuzzFrameReader holds the reader to its promises on any input: no panic, no message over the
 // limit, and nothing buffered beyond one frame within it.
 func FuzzFrameReader(f *testing.F) {
@@ -125,15 +127,15 @@ func FuzzFrameReader(f *testing.F) {
 		if step < 1 || step > len(in)+1 {
 			step = len(in) + 1
 		}
-		r := &frameReader{msgs: wsframe.Reader{Limit: 4096}}
+		r := ptr(newFrameReader(4096))
 		got, _ := feed(t, r, in, step)
 		for _, m := range got {
 			if len(m.p) > 4096 {
 				t.Fatalf("message of %d bytes over the 4096 limit", len(m.p))
 			}
 		}
-		if cap(r.buf) > 4096+14+maxReadBuf {
-			t.Fatalf("buffer of %d bytes", cap(r.buf))
+		if r.Cap() > 4096+14+64<<10 {
+			t.Fatalf("buffer of %d bytes", r.Cap())
 		}
 	})
 }
