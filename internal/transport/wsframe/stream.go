@@ -7,8 +7,8 @@ package wsframe
 type Stream struct {
 	Reader      // fragments and the size limit
 	Masked bool // frames must be masked (a server reading its client) or must not be (a client)
-	// A stream reads into MinBuf bytes at first, growing by up to MaxBuf at a time while reads fill it
-	// (a peer sending many frames at once), so a quiet connection reads into little.
+	// A stream reads into MinBuf bytes at first, doubling (by MaxBuf at most, when set) while reads
+	// fill it (a peer sending many frames at once), so a quiet connection reads into little.
 	MinBuf, MaxBuf int
 
 	buf []byte // buf[r:] is not parsed yet
@@ -26,8 +26,11 @@ func (s *Stream) Spare() []byte {
 		s.buf, s.r = s.buf[:n], 0
 	}
 	if len(s.buf) == cap(s.buf) {
-		grow := min(max(cap(s.buf), s.MinBuf), max(s.MaxBuf, s.MinBuf))
-		s.buf = append(s.buf, make([]byte, grow)...)[:len(s.buf)]
+		grow := max(cap(s.buf), s.MinBuf) // doubling...
+		if s.MaxBuf > 0 {
+			grow = min(grow, s.MaxBuf) // ...by at most MaxBuf
+		}
+		s.buf = append(s.buf, make([]byte, max(grow, 16))...)[:len(s.buf)]
 	}
 	return s.buf[len(s.buf):cap(s.buf)]
 }
