@@ -28,10 +28,6 @@ import (
 	"github.com/pubsubd/pubsub/telemetry"
 )
 
-// maxMessage bounds a client message when no limit is configured, so that a frame's length can
-// never make the reader allocate without bound.
-const maxMessage = 1 << 30
-
 // Batching limits: a writer drains at most maxDrain events per subscription per pass (one write),
 // so one busy topic cannot starve the connection's others and a pass's buffer stays bounded.
 // batchBytes is the capacity pooled batch buffers start with: most passes fit in it.
@@ -239,11 +235,7 @@ func (c *conn) handOff() {
 
 func (c *conn) start() {
 	c.logf(context.Background(), slog.LevelInfo, "ws connection opened")
-	limit := c.s.cfg.MaxFrameBytes
-	if limit <= 0 || limit > maxMessage {
-		limit = maxMessage
-	}
-	c.fr = newFrameReader(limit)
+	c.fr = newFrameReader(c.s.cfg.MaxFrameBytes)
 	c.lastRead.Store(time.Now().UnixNano())
 	c.readBusy.Store(true) // a new connection is not idle: the clock's first look must not park it
 	go c.readLoop()

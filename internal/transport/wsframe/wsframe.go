@@ -95,7 +95,7 @@ func Unmask(p []byte, mask [4]byte) {
 // Reader assembles messages from frames: it joins fragments, checks their order and the size
 // limit, and passes control frames (which may come between fragments) through.
 type Reader struct {
-	Limit int64 // largest message in bytes; <= 0: no limit
+	Limit int64 // largest message in bytes; <= 0 (or over 1 GiB): 1 GiB
 	msg   []byte
 	op    byte
 	frag  bool
@@ -111,10 +111,21 @@ func (r *Reader) Check(h Header) error {
 		return ProtocolError("continuation frame without a message to continue")
 	case h.Op != OpContinuation && r.frag:
 		return ProtocolError("new message before the previous one ended")
-	case r.Limit > 0 && h.Len > uint64(r.Limit)-uint64(len(r.msg)):
+	case h.Len > uint64(r.limit())-uint64(len(r.msg)):
 		return ErrTooBig
 	}
 	return nil
+}
+
+// maxUnlimited bounds a message when no limit is set, so that no length read off the wire makes a
+// reader allocate without bound.
+const maxUnlimited = 1 << 30
+
+func (r *Reader) limit() int64 {
+	if r.Limit <= 0 || r.Limit > maxUnlimited {
+		return maxUnlimited
+	}
+	return r.Limit
 }
 
 // Add takes a checked frame's unmasked payload and returns the message or control frame it

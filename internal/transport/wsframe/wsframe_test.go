@@ -99,3 +99,13 @@ func TestReaderJoinsAndChecks(t *testing.T) {
 		t.Error("a message is still pending")
 	}
 }
+
+func TestReaderWithoutLimitIsStillBounded(t *testing.T) {
+	var r Reader
+	if err := r.Check(Header{Fin: true, Op: OpText, Len: 1 << 31}); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("a 2 GiB frame with no limit set: %v, want ErrTooBig", err)
+	}
+	if err := r.Check(Header{Fin: true, Op: OpText, Len: 1 << 20}); err != nil {
+		t.Fatalf("a 1 MiB frame with no limit set: %v", err)
+	}
+}
