@@ -194,36 +194,67 @@ func (c *conn) serveInline() {
 			go c.teardown()
 		}
 	}()
-	for {
-		select {
-		case <-c.wake: // taken, so that a wake from now on is seen below
-		default:
+	select {
+	case <-c.wake: // taken, so that a wake from now on is seen below
+	default:
+	}
+	if c.readerExited.Load() || c.stopping.Load() {
+		c.handOff()
+		return
+	}
+	c.retire.Store(false) // meant for a writer goroutine; there is none
+	if c.statsDue.Swap(false) {
+		c.publishMetrics(time.Now())
+	}
+	c.inline = true
+	err := c.flushTurn()
+	c.inline = false
+	switch {
+	case errors.Is(err, errHandOff):
+		c.handOff()
+		return
+	case errors.Is(err, errMoreToWrite):
+		c.requeue()
+		return
+	case err != nil:
+		c.setClose(websocket.CloseAbnormalClosure, "")
+		go c.teardown()
+		return
+	}
+	c.writing.Store(false)
+	// As in serveWrites: a wake that came while we owned the connection started nobody.
+	if len(c.wake) > 0 && c.writing.CompareAndSwap(false, true) {
+		c.requeue()
+	}
+}
+
+// inlinePasses bounds a flusher's turn on one connection (each pass writes up to maxDrain events
+// per subscription), so that a few busy connections cannot keep the flushers from the others.
+const inlinePasses = 4
+
+// errMoreToWrite says a flusher's turn ended with work left; the connection goes to the back of the
+// ready queue.
+var errMoreToWrite = errors.New("turn over, more to write")
+
+// flushTurn is a flusher's turn: what flush does, for at most inlinePasses writes.
+func (c *conn) flushTurn() error {
+	c.takeHeartbeat()
+	for range inlinePasses {
+		more, err := c.flushOnce()
+		if err != nil || !more {
+			return err
 		}
-		if c.readerExited.Load() || c.stopping.Load() {
-			c.handOff()
-			return
-		}
-		c.retire.Store(false) // meant for a writer goroutine; there is none
-		if c.statsDue.Swap(false) {
-			c.publishMetrics(time.Now())
-		}
-		c.inline = true
-		err := c.flush()
-		c.inline = false
-		switch {
-		case errors.Is(err, errHandOff):
-			c.handOff()
-			return
-		case err != nil:
-			c.setClose(websocket.CloseAbnormalClosure, "")
-			go c.teardown()
-			return
-		}
-		c.writing.Store(false)
-		// As in serveWrites: a wake that came while we owned the connection started nobody.
-		if len(c.wake) == 0 || !c.writing.CompareAndSwap(false, true) {
-			return
-		}
+	}
+	return errMoreToWrite
+}
+
+// requeue puts a connection the caller owns at the back of the ready queue, or gives it a writer
+// goroutine when the queue is full.
+func (c *conn) requeue() {
+	select {
+	case c.s.ready <- c:
+	default:
+		c.handOff()
 	}
 }
 
@@ -625,11 +656,7 @@ type traced struct {
 // It loops until nothing is left, writing once per pass. A writer goroutine first finishes what a
 // flusher handed over.
 func (c *conn) flush() error {
-	// The server's clock asks every connection for these (see Server.tick); they are written like
-	// anything else, so that 10,000 idle connections need no goroutine of their own for them.
-	if c.beatDue.Swap(false) {
-		c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
-	}
+	c.takeHeartbeat()
 	if sub := c.overflowed; sub != nil {
 		st := c.overflowSt
 		c.overflowed, c.overflowSt = nil, outStats{}
@@ -643,6 +670,15 @@ func (c *conn) flush() error {
 		if err != nil || !more {
 			return err
 		}
+	}
+}
+
+// takeHeartbeat queues an info heartbeat if the server's clock asked for one (see Server.tick).
+// Heartbeats and pings are written like anything else, so that 10,000 idle connections need no
+// goroutine of their own for them.
+func (c *conn) takeHeartbeat() {
+	if c.beatDue.Swap(false) {
+		c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
 	}
 }
 
