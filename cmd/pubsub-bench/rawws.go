@@ -195,14 +195,8 @@ func (c *rawConn) fill() (int, error) {
 	var n int
 	var err error
 	if c.nc == nil {
-		n, err = syscall.Read(c.fd, dst)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EINTR:
-			return 0, nil
-		case err != nil:
+		if n, err = wsframe.ReadOnce(c.fd, dst); n == 0 {
 			return 0, err
-		case n == 0:
-			return 0, io.EOF
 		}
 	} else {
 		n, err = c.nc.Read(dst)

@@ -3,9 +3,10 @@
 package ws
 
 import (
-	"io"
 	"net"
 	"syscall"
+
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 )
 
 // rawSocket returns the connection's RawConn and descriptor, for the flushers' non-blocking writes,
@@ -43,18 +44,11 @@ func (c *conn) tryWrite(b []byte) (n int, err error) {
 // tryRead makes one non-blocking read attempt: (0, nil) means nothing to read now.
 func (c *conn) tryRead(b []byte) (n int, err error) {
 	rerr := c.rc.Read(func(fd uintptr) bool {
-		n, err = syscall.Read(int(fd), b)
+		n, err = wsframe.ReadOnce(int(fd), b)
 		return true // one attempt: never wait for the socket here
 	})
-	switch {
-	case rerr != nil:
+	if rerr != nil {
 		return 0, rerr
-	case err == syscall.EAGAIN || err == syscall.EINTR:
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case n == 0:
-		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
