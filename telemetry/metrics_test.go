@@ -21,6 +21,7 @@ import (
 
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
+	"github.com/pubsubd/pubsub/telemetry/telemetrytest"
 )
 
 // contractRow is one row of metrics.md: a series, its type, its labels and the values the page
@@ -117,27 +118,6 @@ func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
 	return out
 }
 
-func labelsOf(m *dto.Metric) map[string]string {
-	out := map[string]string{}
-	for _, lp := range m.GetLabel() {
-		out[lp.GetName()] = lp.GetValue()
-	}
-	return out
-}
-
-// valueOf is a counter's or gauge's value, or a histogram's sample count.
-func valueOf(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return -1
-}
-
 // combinations expands the listed values of the constrained labels into every label set.
 func combinations(r contractRow) []map[string]string {
 	out := []map[string]string{{}}
@@ -162,7 +142,7 @@ func combinations(r contractRow) []map[string]string {
 }
 
 func matches(m *dto.Metric, want map[string]string) bool {
-	have := labelsOf(m)
+	have := telemetrytest.Labels(m)
 	for k, v := range want {
 		if have[k] != v {
 			return false
@@ -193,7 +173,7 @@ func TestMetricContract(t *testing.T) {
 				t.Fatalf("type %v, metrics.md says %s", mf.GetType(), r.typ)
 			}
 			for _, m := range mf.GetMetric() {
-				have := labelsOf(m)
+				have := telemetrytest.Labels(m)
 				if len(have) != len(r.labels) {
 					t.Fatalf("labels %v, metrics.md says %v", have, r.labels)
 				}
@@ -213,8 +193,8 @@ func TestMetricContract(t *testing.T) {
 				if r.name == "pubsub_build_info" {
 					want = 1
 				}
-				if valueOf(m) != want {
-					t.Errorf("%v = %v on the first scrape, want %v", have, valueOf(m), want)
+				if telemetrytest.Value(m) != want {
+					t.Errorf("%v = %v on the first scrape, want %v", have, telemetrytest.Value(m), want)
 				}
 			}
 			for _, want := range combinations(r) {
@@ -235,7 +215,7 @@ func TestMetricContract(t *testing.T) {
 		}
 	}
 	build := fams["pubsub_build_info"].GetMetric()[0]
-	if l := labelsOf(build); l["version"] != "v9.9.9" || l["revision"] != "abc123" || l["goversion"] != runtime.Version() {
+	if l := telemetrytest.Labels(build); l["version"] != "v9.9.9" || l["revision"] != "abc123" || l["goversion"] != runtime.Version() {
 		t.Errorf("pubsub_build_info labels %v", l)
 	}
 }
@@ -280,7 +260,7 @@ func TestMetricHelpers(t *testing.T) {
 		n := 0
 		for _, mm := range fams[c.name].GetMetric() {
 			if matches(mm, c.labels) {
-				got += valueOf(mm)
+				got += telemetrytest.Value(mm)
 				n++
 			}
 		}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -26,6 +25,7 @@ import (
 	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
+	"github.com/pubsubd/pubsub/telemetry/telemetrytest"
 )
 
 // Client trace context used to check that REST spans continue an incoming traceparent.
@@ -103,21 +103,11 @@ func (f *fixture) do(t *testing.T, method, path, body string, header ...string) 
 // counter reads one child of a counter family (0 when it does not exist).
 func (f *fixture) counter(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := f.tel.Metrics.Registry.Gather()
+	m, err := telemetrytest.Series(f.tel.Metrics.Registry, name, labels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabels(m, labels) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return telemetrytest.Value(m)
 }
 
 // expectCounter waits, with a deadline, for a counter to reach want: the middleware counts after
@@ -136,19 +126,6 @@ func (f *fixture) expectCounter(t *testing.T, name string, labels map[string]str
 		}
 		time.Sleep(time.Millisecond) // polling a condition with a deadline
 	}
-}
-
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	have := map[string]string{}
-	for _, lp := range m.GetLabel() {
-		have[lp.GetName()] = lp.GetValue()
-	}
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return len(have) == len(want)
 }
 
 func (f *fixture) spansNamed(name string) []sdktrace.ReadOnlySpan {

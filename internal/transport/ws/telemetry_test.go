@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/telemetry/telemetrytest"
 )
 
 // ---- spans ----
@@ -368,55 +369,29 @@ func TestUnsampledTracesStayOffTheWire(t *testing.T) {
 
 // ---- metrics ----
 
-// series finds the one child of family name whose labels include labels; nil when absent.
+// series finds the one child of family name whose labels include labels (name, value pairs); nil
+// when absent.
 func series(t *testing.T, s *testServer, name string, labels ...string) *dto.Metric {
 	t.Helper()
-	mfs, err := s.Tel.Metrics.Registry.Gather()
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	m, err := telemetrytest.Series(s.Tel.Metrics.Registry, name, want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		var found *dto.Metric
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			ok := true
-			for i := 0; i+1 < len(labels); i += 2 {
-				ok = ok && have[labels[i]] == labels[i+1]
-			}
-			if ok {
-				if found != nil {
-					t.Fatalf("%s%v matches more than one series", name, labels)
-				}
-				found = m
-			}
-		}
-		return found
-	}
-	return nil
+	return m
 }
 
 // metric is a counter's or gauge's value, or a histogram's sample count; 0 when the series is absent.
 func metric(t *testing.T, s *testServer, name string, labels ...string) float64 {
 	t.Helper()
-	m := series(t, s, name, labels...)
-	switch {
-	case m == nil:
-		return 0
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
+	v := telemetrytest.Value(series(t, s, name, labels...))
+	if v < 0 {
+		t.Fatalf("%s: unexpected metric type", name)
 	}
-	t.Fatalf("%s: unexpected metric type", name)
-	return 0
+	return v
 }
 
 // waitMetric waits, with a deadline, until the value satisfies ok. Writers count a batch after the
