@@ -50,6 +50,15 @@ const (
 // its subscriptions has something to write. Wake must be cheap and must never block.
 type Waker interface{ Wake() }
 
+// Backlogger is a Waker that also wants to hear when a subscription's queue reaches its high-water
+// mark (half its capacity): the owner's delivery is falling behind the topic's publishers, and will
+// start losing events if that goes on. Backlogged is called from the publish that filled the queue to
+// the mark, once per crossing; like Wake it must be cheap and must never block.
+type Backlogger interface {
+	Waker
+	Backlogged()
+}
+
 // Subscription is one client id's subscription to one topic: a bounded queue of events waiting to be
 // written, plus the replay that must go out before them. The topic pushes, the owner's writer
 // drains; both may run concurrently.
@@ -57,6 +66,9 @@ type Subscription struct {
 	Topic    TopicName
 	ClientID string
 	Owner    Waker
+
+	backlog   Backlogger // Owner, when it wants to hear of backlogs
+	highWater int        // the queue depth at which backlog hears of it
 
 	policy Policy
 	index  int // position in its topic's list; guarded by the topic's lock
@@ -77,7 +89,9 @@ func newSubscription(topic TopicName, clientID string, owner Waker, capacity int
 	if capacity < 1 {
 		capacity = 1
 	}
-	return &Subscription{Topic: topic, ClientID: clientID, Owner: owner, policy: p, limit: capacity, held: true}
+	backlog, _ := owner.(Backlogger)
+	return &Subscription{Topic: topic, ClientID: clientID, Owner: owner, backlog: backlog, highWater: max(capacity/2, 1),
+		policy: p, limit: capacity, held: true}
 }
 
 // pushResult tells the fan-out what happened to one enqueue.

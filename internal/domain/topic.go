@@ -93,6 +93,9 @@ func (t *Topic) Publish(msg Message) (*Event, PublishStats, error) {
 		if depth > st.MaxDepth {
 			st.MaxDepth = depth
 		}
+		if depth == s.highWater && s.backlog != nil {
+			s.backlog.Backlogged()
+		}
 		s.Owner.Wake()
 	}
 	st.End = t.now()

@@ -393,3 +393,55 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("first seq of the recreated topic = %d, want 1", e.Seq)
 	}
 }
+
+// backlogWaker counts Wake and Backlogged calls (under the topic's lock, like countWaker).
+type backlogWaker struct{ wakes, backlogs int }
+
+func (w *backlogWaker) Wake()       { w.wakes++ }
+func (w *backlogWaker) Backlogged() { w.backlogs++ }
+
+func TestTopicTellsOwnersOfBacklogs(t *testing.T) {
+	tests := []struct {
+		name     string
+		queue    int
+		policy   Policy
+		pubs     int // published before the owner drains
+		drain    bool
+		pubs2    int // published after
+		backlogs int
+	}{
+		{"below the mark", 10, DropOldest, 4, false, 0, 0},
+		{"at half the queue, once", 10, DropOldest, 5, false, 0, 1},
+		{"past it, still once", 10, DropOldest, 30, false, 0, 1},
+		{"again after draining", 10, DropOldest, 5, true, 5, 2},
+		{"not again without draining", 10, DropOldest, 5, false, 5, 1},
+		{"queue of one", 1, DropOldest, 1, true, 1, 2},
+		{"disconnect policy", 10, Disconnect, 5, false, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, top := newTestTopic(t, TopicConfig{HistorySize: 10, QueueSize: tt.queue, Policy: tt.policy})
+			w := &backlogWaker{}
+			sub := subscribe(t, top, "a", w, 0).Sub
+			sub.Release()
+			publish := func(n int) {
+				for range n {
+					if _, _, err := top.Publish(Message{ID: uuid.New(), Payload: []byte(`1`)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			publish(tt.pubs)
+			if tt.drain {
+				sub.Drain(nil, tt.queue)
+			}
+			publish(tt.pubs2)
+			if w.backlogs != tt.backlogs {
+				t.Fatalf("Backlogged %d times, want %d", w.backlogs, tt.backlogs)
+			}
+			if w.wakes != tt.pubs+tt.pubs2 {
+				t.Fatalf("woken %d times, want one per push: %d", w.wakes, tt.pubs+tt.pubs2)
+			}
+		})
+	}
+}
