@@ -32,6 +32,20 @@ const (
 	DropConnectionClosed   = "connection_closed"
 )
 
+// Panic components, the values of pubsub_panics_total's component label: the goroutine that
+// recovered the panic. Panicked counts any other name as PanicOther, so a panic is never lost.
+const (
+	PanicReader  = "reader"  // a connection's reader goroutine
+	PanicWriter  = "writer"  // a connection's writer goroutine
+	PanicFlusher = "flusher" // a flusher goroutine writing for busy connections
+	PanicClock   = "clock"   // the server's clock: pings, heartbeats, idle readers and writers
+	PanicParker  = "parker"  // the epoll loop that restarts parked readers
+	PanicHTTP    = "http"    // a REST handler
+	PanicOther   = "other"   // any component not listed above
+)
+
+var panicComponents = []string{PanicReader, PanicWriter, PanicFlusher, PanicClock, PanicParker, PanicHTTP, PanicOther}
+
 // CloseCodes are the values of the connections-closed code label; anything else is "other".
 var closeCodes = []int{1000, 1001, 1006, 1008, 1009, 1011}
 
@@ -41,6 +55,11 @@ var Routes = []string{"/topics", "/topics/{name}", "/health", "/stats", "/livez"
 // latencyBuckets resolve from 25 µs to 10 s: in-process fan-out and loopback delivery live in the
 // sub-millisecond range, a stalled consumer in seconds.
 var latencyBuckets = []float64{.000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// stallBuckets double from 50 µs to 1.64 s: a publisher stall is bounded (tens of milliseconds by
+// default), so the buckets resolve the short pauses finely and put the bound itself, and any bound
+// configured up to a second, inside a bucket of its own.
+var stallBuckets = prometheus.ExponentialBuckets(.00005, 2, 16)
 
 // Metrics holds every series the service exports, with children resolved at start so the hot path
 // only touches atomics and every series exists from the first scrape. Safe for concurrent use.
@@ -54,6 +73,10 @@ type Metrics struct {
 	Replayed  prometheus.Counter
 	dropped   map[string]prometheus.Counter
 	SlowDisc  prometheus.Counter
+
+	publisherStalls    prometheus.Counter
+	publisherStallTime prometheus.Histogram
+	panics             map[string]prometheus.Counter
 
 	FanoutDuration prometheus.Histogram
 	FanoutWidth    prometheus.Histogram
@@ -146,6 +169,13 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	m.SlowDisc = prometheus.NewCounter(prometheus.CounterOpts{Name: "pubsub_slow_consumer_disconnects_total",
 		Help: "Connections closed (1008) by the disconnect overflow policy."})
 
+	m.publisherStalls = prometheus.NewCounter(prometheus.CounterOpts{Name: "pubsub_publisher_stalls_total",
+		Help: "Publishing connections whose reader paused because delivery to subscribers fell behind."})
+	m.publisherStallTime = newHistogram("pubsub_publisher_stall_seconds", "How long each publisher stall lasted.", stallBuckets)
+	panics := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubsub_panics_total",
+		Help: "Panics recovered in long-lived and per-connection goroutines, by component."}, []string{"component"})
+	m.panics = children(panics, panicComponents)
+
 	m.FanoutDuration = newHistogram("pubsub_fanout_duration_seconds", "Time to hand one message to every subscriber queue of its topic.", latencyBuckets)
 	m.FanoutWidth = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pubsub_fanout_subscribers",
 		Help: "Fan-out width: subscribers one message was handed to.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)})
@@ -209,6 +239,7 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	build.WithLabelValues(info.Version, info.Revision, goVersion).Set(1)
 
 	reg.MustRegister(opsTotal, opsDur, errs, m.Published, m.Delivered, m.Replayed, drops, m.SlowDisc,
+		m.publisherStalls, m.publisherStallTime, panics,
 		m.FanoutDuration, m.FanoutWidth, m.DeliveryLat, m.QueueDepth, fin, fout, bin, bout,
 		m.ConnsOpened, closed, m.httpRequests, m.httpDuration, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -259,6 +290,23 @@ func (m *Metrics) Dropped(reason string, n uint64) {
 	if c := m.dropped[reason]; c != nil && n > 0 {
 		c.Add(float64(n))
 	}
+}
+
+// PublisherStalled records one publisher stall: a publishing connection's reader paused for d
+// because delivery to subscribers fell behind. Call it once the stall ends.
+func (m *Metrics) PublisherStalled(d time.Duration) {
+	m.publisherStalls.Inc()
+	m.publisherStallTime.Observe(d.Seconds())
+}
+
+// Panicked counts a panic recovered in a goroutine of component (one of the Panic* constants;
+// anything else counts as PanicOther, so a panic in a component not listed yet still alerts).
+func (m *Metrics) Panicked(component string) {
+	c := m.panics[component]
+	if c == nil {
+		c = m.panics[PanicOther]
+	}
+	c.Inc()
 }
 
 // FrameIn counts a frame read.

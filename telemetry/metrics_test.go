@@ -368,3 +368,91 @@ func TestScrapeFormats(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
 	}
 }
+
+// TestPublisherStallAndPanicMetrics: the stall counter and histogram and every panic component
+// exist at zero on a fresh registry, and each recording method moves exactly its own series; a
+// component outside the enum counts as other instead of minting a series.
+func TestPublisherStallAndPanicMetrics(t *testing.T) {
+	m := newMetrics()
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		s, err := telemetrytest.Series(m.Registry, name, labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s == nil {
+			t.Fatalf("no series %s%v", name, labels)
+		}
+		return telemetrytest.Value(s)
+	}
+	components := []string{telemetry.PanicReader, telemetry.PanicWriter, telemetry.PanicFlusher, telemetry.PanicClock,
+		telemetry.PanicParker, telemetry.PanicHTTP, telemetry.PanicOther}
+	for _, c := range components {
+		if v := value("pubsub_panics_total", map[string]string{"component": c}); v != 0 {
+			t.Errorf("pubsub_panics_total{component=%q} = %v on a fresh registry", c, v)
+		}
+	}
+	if v := value("pubsub_publisher_stalls_total", nil); v != 0 {
+		t.Errorf("pubsub_publisher_stalls_total = %v on a fresh registry", v)
+	}
+	if v := value("pubsub_publisher_stall_seconds", nil); v != 0 {
+		t.Errorf("pubsub_publisher_stall_seconds count = %v on a fresh registry", v)
+	}
+
+	m.PublisherStalled(20 * time.Millisecond)
+	m.PublisherStalled(100 * time.Microsecond)
+	m.Panicked(telemetry.PanicWriter)
+	m.Panicked(telemetry.PanicWriter)
+	m.Panicked(telemetry.PanicHTTP)
+	m.Panicked("not_a_component")
+
+	if v := value("pubsub_publisher_stalls_total", nil); v != 2 {
+		t.Errorf("pubsub_publisher_stalls_total = %v, want 2", v)
+	}
+	stall, err := telemetrytest.Series(m.Registry, "pubsub_publisher_stall_seconds", nil)
+	if err != nil || stall == nil {
+		t.Fatalf("pubsub_publisher_stall_seconds: %v %v", stall, err)
+	}
+	h := stall.GetHistogram()
+	if h.GetSampleCount() != 2 || h.GetSampleSum() < 0.0201-1e-9 || h.GetSampleSum() > 0.0201+1e-9 {
+		t.Errorf("stall histogram count %d sum %v, want 2 and 0.0201", h.GetSampleCount(), h.GetSampleSum())
+	}
+	// The classic buckets resolve the range a bounded stall lives in: 100 µs and 20 ms land in
+	// different buckets, both below the top one.
+	var below100us, below20ms uint64
+	for _, b := range h.GetBucket() {
+		switch {
+		case b.GetUpperBound() == 0.0001:
+			below100us = b.GetCumulativeCount()
+		case b.GetUpperBound() == 0.0256:
+			below20ms = b.GetCumulativeCount()
+		}
+	}
+	if below100us != 1 || below20ms != 2 || len(h.GetBucket()) != 16 || h.GetBucket()[0].GetUpperBound() != 0.00005 {
+		t.Errorf("stall buckets %v: want 16 doubling from 50µs, with 1 sample ≤100µs and 2 ≤25.6ms", h.GetBucket())
+	}
+	if h.Schema == nil {
+		t.Error("pubsub_publisher_stall_seconds is not a native histogram")
+	}
+	for c, want := range map[string]float64{telemetry.PanicWriter: 2, telemetry.PanicHTTP: 1, telemetry.PanicOther: 1, telemetry.PanicReader: 0} {
+		if v := value("pubsub_panics_total", map[string]string{"component": c}); v != want {
+			t.Errorf("pubsub_panics_total{component=%q} = %v, want %v", c, v, want)
+		}
+	}
+	if n := len(gather(t, m.Registry)["pubsub_panics_total"].GetMetric()); n != len(components) {
+		t.Errorf("pubsub_panics_total has %d children, want %d", n, len(components))
+	}
+}
+
+// The transport records stalls and panics on its own goroutines: neither method may allocate.
+func TestPublisherStallAndPanicDoNotAllocate(t *testing.T) {
+	m := newMetrics()
+	m.PublisherStalled(15 * time.Millisecond) // the first sample in a native bucket creates it
+	if n := testing.AllocsPerRun(1000, func() {
+		m.PublisherStalled(15 * time.Millisecond)
+		m.Panicked(telemetry.PanicReader)
+		m.Panicked("unknown")
+	}); n != 0 {
+		t.Errorf("PublisherStalled and Panicked allocate %v times per call", n)
+	}
+}
