@@ -78,7 +78,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	wsServer := ws.NewServer(ws.Config{
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, Heartbeat: cfg.Heartbeat,
 		WriteTimeout: cfg.WriteTimeout, MaxFrameBytes: cfg.MaxFrameBytes, AllowedOrigins: cfg.AllowedOrigins,
+		PublishStallMax: cfg.PublishStallMax,
 	}, api, tel)
+	wsServer.Start()
 	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsServer.Connections, ParkedReaders: wsServer.ParkedReaders, Topics: broker.Counts, Ready: svc.Ready})
 
 	appLn, err := net.Listen("tcp", cfg.Addr())

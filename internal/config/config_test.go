@@ -25,27 +25,28 @@ var allVariables = []string{
 	"PUBSUB_HOST", "PUBSUB_PORT", "PUBSUB_ADMIN_ADDR", "PUBSUB_MAX_QUEUE_SIZE", "PUBSUB_HISTORY_SIZE",
 	"PUBSUB_OVERFLOW_POLICY", "PUBSUB_LOG_LEVEL", "PUBSUB_LOG_FORMAT", "PUBSUB_WS_PING_INTERVAL",
 	"PUBSUB_WS_PING_TIMEOUT", "PUBSUB_HEARTBEAT_INTERVAL", "PUBSUB_MAX_FRAME_BYTES", "PUBSUB_DRAIN_TIMEOUT",
-	"PUBSUB_WRITE_TIMEOUT", "PUBSUB_ALLOWED_ORIGINS", "PUBSUB_TRACE_DELIVERY_SPANS",
+	"PUBSUB_WRITE_TIMEOUT", "PUBSUB_PUBLISH_STALL_MAX", "PUBSUB_ALLOWED_ORIGINS", "PUBSUB_TRACE_DELIVERY_SPANS",
 }
 
 func defaults() config.Config {
 	return config.Config{
-		Host:           "",
-		Port:           8080,
-		AdminAddr:      ":9464",
-		MaxQueueSize:   100,
-		HistorySize:    100,
-		OverflowPolicy: domain.DropOldest,
-		LogLevel:       slog.LevelInfo,
-		LogFormat:      "auto",
-		PingInterval:   30 * time.Second,
-		PingTimeout:    10 * time.Second,
-		Heartbeat:      30 * time.Second,
-		MaxFrameBytes:  1 << 20,
-		DrainTimeout:   10 * time.Second,
-		WriteTimeout:   10 * time.Second,
-		AllowedOrigins: nil,
-		DeliverySpans:  16,
+		Host:            "",
+		Port:            8080,
+		AdminAddr:       ":9464",
+		MaxQueueSize:    100,
+		HistorySize:     100,
+		OverflowPolicy:  domain.DropOldest,
+		LogLevel:        slog.LevelInfo,
+		LogFormat:       "auto",
+		PingInterval:    30 * time.Second,
+		PingTimeout:     10 * time.Second,
+		Heartbeat:       30 * time.Second,
+		MaxFrameBytes:   1 << 20,
+		DrainTimeout:    10 * time.Second,
+		WriteTimeout:    10 * time.Second,
+		PublishStallMax: 50 * time.Millisecond,
+		AllowedOrigins:  nil,
+		DeliverySpans:   16,
 	}
 }
 
@@ -95,6 +96,8 @@ func TestLoadEnv(t *testing.T) {
 			c.AllowedOrigins = []string{"https://a.example", "https://b.example"}
 		}},
 		{"delivery spans", env{"PUBSUB_TRACE_DELIVERY_SPANS": "0"}, func(c *config.Config) { c.DeliverySpans = 0 }},
+		{"publisher stalls", env{"PUBSUB_PUBLISH_STALL_MAX": "200ms"}, func(c *config.Config) { c.PublishStallMax = 200 * time.Millisecond }},
+		{"publisher stalls off", env{"PUBSUB_PUBLISH_STALL_MAX": "0"}, func(c *config.Config) { c.PublishStallMax = 0 }},
 		{"other variables ignored", env{"PUBSUB_UNKNOWN": "x", "PORT": "1"}, func(c *config.Config) {}},
 	}
 	for _, tt := range tests {
@@ -163,6 +166,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"drain timeout zero", env{"PUBSUB_DRAIN_TIMEOUT": "0s"}, nil, []string{"PUBSUB_DRAIN_TIMEOUT", "at least 1ms"}},
 		{"drain timeout without unit", env{"PUBSUB_DRAIN_TIMEOUT": "10"}, nil, []string{"PUBSUB_DRAIN_TIMEOUT", "at least 1ms"}},
 		{"write timeout", env{"PUBSUB_WRITE_TIMEOUT": "soon"}, nil, []string{"PUBSUB_WRITE_TIMEOUT", "at least 1ms"}},
+		{"publisher stall negative", env{"PUBSUB_PUBLISH_STALL_MAX": "-1ms"}, nil, []string{"PUBSUB_PUBLISH_STALL_MAX", "Go durations"}},
 		{"delivery spans", env{"PUBSUB_TRACE_DELIVERY_SPANS": "100001"}, nil, []string{"PUBSUB_TRACE_DELIVERY_SPANS", "integers from 0 to 100000"}},
 		{"ping on without a timeout", env{"PUBSUB_WS_PING_TIMEOUT": "0"}, nil, []string{"PUBSUB_WS_PING_TIMEOUT", "PUBSUB_WS_PING_INTERVAL", "positive"}},
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"syscall"
+
+	"github.com/pubsubd/pubsub/telemetry"
 )
 
 // parker holds the sockets of idle connections whose readers have stopped, in one epoll set, and
@@ -17,11 +19,12 @@ import (
 // set without its connection being parked, and the descriptor is removed before anyone closes it
 // (closing first could let a new connection reuse the number while we still watch it).
 type parker struct {
-	epfd  int
-	mu    sync.Mutex
-	conns map[int32]*conn
-	stop  chan struct{}
-	done  chan struct{}
+	epfd    int
+	mu      sync.Mutex
+	conns   map[int32]*conn
+	stop    chan struct{}
+	done    chan struct{}
+	started bool // set by start, read by close: both called by the server, in that order
 }
 
 func newParker() (*parker, error) {
@@ -29,9 +32,18 @@ func newParker() (*parker, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &parker{epfd: fd, conns: map[int32]*conn{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go p.run()
-	return p, nil
+	return &parker{epfd: fd, conns: map[int32]*conn{}, stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// start starts the loop that restarts readers; recovered is deferred around it, so that a panic
+// there is logged and counted and the loop goes on.
+func (p *parker) start(recovered func(component string)) {
+	p.started = true
+	go func() {
+		defer close(p.done)
+		for !p.run(recovered) {
+		}
+	}()
 }
 
 // park moves a running reader's connection into the set. It fails when the reader must end instead
@@ -39,15 +51,15 @@ func newParker() (*parker, error) {
 func (p *parker) park(c *conn) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c.stopRead.Load() || !c.readState.CompareAndSwap(readRunning, readParked) {
+	if c.rd.stop.Load() || !c.rd.state.CompareAndSwap(readRunning, readParked) {
 		return errors.New("reader is ending")
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: c.fd}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
-		c.readState.Store(readRunning)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: c.rd.fd}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(c.rd.fd), &ev); err != nil {
+		c.rd.state.Store(readRunning)
 		return err
 	}
-	p.conns[c.fd] = c
+	p.conns[c.rd.fd] = c
 	return nil
 }
 
@@ -57,11 +69,11 @@ func (p *parker) park(c *conn) error {
 func (p *parker) take(c *conn, to int32) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !c.readState.CompareAndSwap(readParked, to) {
+	if !c.rd.state.CompareAndSwap(readParked, to) {
 		return false
 	}
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.fd), nil)
-	delete(p.conns, c.fd)
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.rd.fd), nil)
+	delete(p.conns, c.rd.fd)
 	return true
 }
 
@@ -75,13 +87,15 @@ func (p *parker) count() int {
 // pollWait bounds one epoll_wait so that close is seen promptly.
 const pollWaitMS = 100
 
-func (p *parker) run() {
-	defer close(p.done)
+// run waits for input on parked sockets and restarts their readers, until close (true) or a panic
+// (false).
+func (p *parker) run(recovered func(component string)) (stopped bool) {
+	defer recovered(telemetry.PanicParker)
 	events := make([]syscall.EpollEvent, 128)
 	for {
 		select {
 		case <-p.stop:
-			return
+			return true
 		default:
 		}
 		n, err := syscall.EpollWait(p.epfd, events, pollWaitMS)
@@ -103,6 +117,8 @@ func (p *parker) run() {
 // close stops the loop; the server calls it once no connection is left.
 func (p *parker) close() {
 	close(p.stop)
-	<-p.done
+	if p.started {
+		<-p.done
+	}
 	_ = syscall.Close(p.epfd)
 }

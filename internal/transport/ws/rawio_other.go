@@ -14,6 +14,6 @@ func rawSocket(net.Conn) (syscall.RawConn, int32) { return nil, -1 }
 
 var errNoRawIO = errors.New("non-blocking socket I/O needs Unix")
 
-func (c *conn) tryWrite([]byte) (int, error) { return 0, errNoRawIO }
+func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, errNoRawIO }
 
-func (c *conn) tryRead([]byte) (int, error) { return 0, errNoRawIO }
+func tryRead(syscall.RawConn, []byte) (int, error) { return 0, errNoRawIO }

@@ -27,8 +27,8 @@ func rawSocket(nc net.Conn) (syscall.RawConn, int32) {
 
 // tryWrite makes one non-blocking write attempt; n < len(b) with a nil error means the socket's
 // buffer is full.
-func (c *conn) tryWrite(b []byte) (n int, err error) {
-	werr := c.rc.Write(func(fd uintptr) bool {
+func tryWrite(rc syscall.RawConn, b []byte) (n int, err error) {
+	werr := rc.Write(func(fd uintptr) bool {
 		n, err = syscall.Write(int(fd), b)
 		return true // one attempt: never wait for the socket here
 	})
@@ -42,8 +42,8 @@ func (c *conn) tryWrite(b []byte) (n int, err error) {
 }
 
 // tryRead makes one non-blocking read attempt: (0, nil) means nothing to read now.
-func (c *conn) tryRead(b []byte) (n int, err error) {
-	rerr := c.rc.Read(func(fd uintptr) bool {
+func tryRead(rc syscall.RawConn, b []byte) (n int, err error) {
+	rerr := rc.Read(func(fd uintptr) bool {
 		n, err = wsframe.ReadOnce(int(fd), b)
 		return true // one attempt: never wait for the socket here
 	})

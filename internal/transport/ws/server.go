@@ -1,6 +1,7 @@
-// Package ws serves the /ws endpoint: the upgrade, a reader goroutine per connection, frame dispatch
-// to the service, batched writes by a pool of flushers (or a connection's own writer when a write
-// would block), heartbeats and the connection's part of graceful shutdown.
+// Package ws serves the /ws endpoint: the upgrade, a reader per connection (parked when idle), frame
+// dispatch to the service, batched writes by a pool of flushers (or a connection's own writer when a
+// write must wait), bounded publisher stalls when delivery falls behind, heartbeats, and the
+// connection's part of graceful shutdown. conn.go says which part of a connection does what.
 package ws
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
@@ -35,15 +37,21 @@ type Config struct {
 	// IdleAfter is the server clock's period: a connection's writer goroutine or reader that has had
 	// nothing to do for a whole period is released (0: 2s).
 	IdleAfter time.Duration
+	// PublishStallMax bounds how long a publishing connection's reader pauses while delivery to
+	// subscribers that read is behind (see stallGate); 0 disables the pause.
+	PublishStallMax time.Duration
 }
 
-// Server accepts and tracks WebSocket connections. Create it with NewServer.
+// Server accepts and tracks WebSocket connections. Create it with NewServer, then Start it; every
+// started Server must be shut down.
 type Server struct {
 	cfg      Config
 	api      service.API
 	tel      *telemetry.Telemetry
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+	sampled  func(*domain.Event) bool // nil when tracing is off
+	stall    stallGate
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -52,8 +60,9 @@ type Server struct {
 	count    atomic.Int64
 	deadline atomic.Pointer[time.Time] // drain deadline once shutdown has begun
 
-	tickStop chan struct{} // closed by Shutdown; ends the tick goroutine
-	tickDone chan struct{}
+	started  atomic.Bool
+	tickStop chan struct{} // closed by Shutdown; ends the clock
+	tickDone chan struct{} // closed by the clock when it ends
 	stopOnce sync.Once
 
 	parker    *parker       // idle readers' sockets; nil where unsupported
@@ -71,7 +80,7 @@ const readyQueue = 16384
 // connections hold none.
 var writeBufferPool sync.Pool
 
-// NewServer returns a Server that dispatches frames to api.
+// NewServer returns a Server that dispatches frames to api. It starts nothing: see Start.
 func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
@@ -84,132 +93,39 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.upgrader = websocket.Upgrader{
-		// The reader reads frames itself (frame.go); gorilla's read buffer, which it allocates
-		// anyway, is kept at its minimum.
+		// The reader reads frames itself (frame.go) and the writer frames its own; gorilla does
+		// the handshake, and its buffers are kept at their minimum.
 		ReadBufferSize:  1,
 		WriteBufferSize: 512,
 		WriteBufferPool: &writeBufferPool,
 		CheckOrigin:     s.checkOrigin,
 		Error:           s.upgradeError,
 	}
+	if tel.TracingEnabled() {
+		s.sampled = tel.Sampled
+	}
 	s.tickStop, s.tickDone = make(chan struct{}), make(chan struct{})
-	go s.tick()
 	if p, err := newParker(); err == nil {
 		s.parker = p
 	} else {
 		s.log.Warn("idle connections keep their reader goroutine", "reason", err.Error())
 	}
 	s.ready, s.flushStop = make(chan *conn, readyQueue), make(chan struct{})
-	for range runtime.GOMAXPROCS(0) {
-		s.flushers.Go(s.flushLoop)
-	}
 	return s
 }
 
-// tick is the server's one clock for pings, heartbeats and idle writers: it marks connections and
-// wakes their writers. Timers per connection would cost 10,000 idle connections 30,000 timers.
-func (s *Server) tick() {
-	defer close(s.tickDone)
-	idle := time.NewTicker(s.cfg.IdleAfter)
-	defer idle.Stop()
-	var pingC, beatC <-chan time.Time
-	if d := s.cfg.PingInterval; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		pingC = t.C
+// Start starts the server's goroutines: its clock, the parker of idle readers and the flushers.
+// Call it once, before serving connections.
+func (s *Server) Start() {
+	if !s.started.CompareAndSwap(false, true) {
+		return
 	}
-	if d := s.cfg.Heartbeat; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		beatC = t.C
+	go s.runClock()
+	if s.parker != nil {
+		s.parker.start(s.recovered)
 	}
-	for {
-		select {
-		case <-s.tickStop:
-			return
-		case <-pingC:
-			s.each(func(c *conn) { c.pingDue.Store(true) })
-		case <-beatC:
-			s.each(func(c *conn) { c.beatDue.Store(true) })
-		case <-idle.C:
-			s.retireIdleWriters()
-		}
-	}
-}
-
-// flushLoop is one flusher: it serves ready connections until the server has shut down.
-func (s *Server) flushLoop() {
-	for {
-		select {
-		case c := <-s.ready:
-			c.serveInline()
-		case <-s.flushStop:
-			return
-		}
-	}
-}
-
-// retireIdleWriters asks every writer that wrote nothing since the last look to exit, and every
-// connection that went quiet with counts not yet in the shared metrics to add them. It also asks
-// readers that read nothing since the last look to park, and restarts parked readers whose peer
-// has been silent past the ping timeout, so that they find it dead.
-func (s *Server) retireIdleWriters() {
-	now := time.Now()
-	dead := now.Add(-(s.cfg.PingInterval + s.cfg.PingTimeout)).UnixNano()
-	s.mu.Lock()
-	var idle, quiet, park, wake []*conn
-	for c := range s.conns {
-		busy := c.busy.Swap(false)
-		switch {
-		case c.writing.Load() && !busy:
-			idle = append(idle, c)
-		case !busy && c.statsWaiting.Load():
-			quiet = append(quiet, c)
-		}
-		if s.parker == nil {
-			continue
-		}
-		switch c.readState.Load() {
-		case readRunning:
-			if !c.readBusy.Swap(false) && !c.parkReq.Load() {
-				park = append(park, c)
-			}
-		case readParked:
-			if s.cfg.PingInterval > 0 && c.lastRead.Load() < dead {
-				wake = append(wake, c)
-			}
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range park {
-		c.parkReq.Store(true)
-		_ = c.nc.SetReadDeadline(now) // the reader's read returns, and it parks
-	}
-	for _, c := range wake {
-		if s.parker.take(c, readRunning) {
-			go c.readLoop() // its deadline has passed: it fails at once
-		}
-	}
-	for _, c := range idle {
-		c.retire.Store(true)
-		c.Wake()
-	}
-	for _, c := range quiet {
-		c.statsDue.Store(true)
-		c.Wake()
-	}
-}
-
-func (s *Server) each(mark func(*conn)) {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		mark(c)
-		c.Wake()
+	for range runtime.GOMAXPROCS(0) {
+		s.flushers.Go(s.flushLoop)
 	}
 }
 
@@ -286,7 +202,9 @@ func (s *Server) forget(c *conn) {
 // cutting off those that are left. Every Server must be shut down: it stops the server's clock.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.tickStop) })
-	defer func() { <-s.tickDone }()
+	if s.started.Load() {
+		defer func() { <-s.tickDone }()
+	}
 	if d, ok := ctx.Deadline(); ok {
 		s.deadline.Store(&d)
 	}

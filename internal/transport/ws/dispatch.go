@@ -1,0 +1,114 @@
+package ws
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
+)
+
+// Dispatch runs on the reader goroutine: a frame becomes a service call, and its answer a reply in
+// the outbox. Nothing here writes to the socket.
+
+// serveFrame handles one message or control frame; p is only valid during the call.
+func (c *conn) serveFrame(op byte, p []byte) error {
+	switch op {
+	case wsframe.OpText:
+		// handle keeps nothing of the frame's bytes: the decoder copies what it retains.
+		c.handle(p)
+	case wsframe.OpBinary:
+		c.s.tel.Metrics.FrameIn(wire.TypeInvalid, len(p))
+		c.replyError(context.Background(), nil, "", domain.Errorf(domain.KindInvalid, "binary frames are not supported: send JSON text frames"))
+	case wsframe.OpPing:
+		// Answered by the writer, which owns the socket's write side.
+		c.enqueue(reply{typ: "", data: bytes.Clone(p)})
+	case wsframe.OpClose:
+		code, err := parseClose(p)
+		if err != nil {
+			return err
+		}
+		c.setClose(code, "")
+		c.rd.peerClosed.Store(true)
+		return errPeerClosed
+	}
+	return nil // pongs only prove the peer alive, which reading them did
+}
+
+// handle serves one text frame. Every frame gets its own root context (or the client's trace).
+func (c *conn) handle(data []byte) {
+	req, err := wire.DecodeRequest(data)
+	typ := req.Type
+	if err != nil {
+		typ = wire.TypeInvalid
+	}
+	c.s.tel.Metrics.FrameIn(typ, len(data))
+	ctx := c.s.tel.FrameContext(context.Background(), req.TraceParent, req.TraceState)
+	if err != nil {
+		c.replyError(ctx, req.RequestID, "", err)
+		return
+	}
+	switch req.Type {
+	case wire.TypePing:
+		c.s.tel.Ping(ctx)
+		c.enqueue(reply{typ: wire.TypePong, data: wire.AppendPong(nil, req.RequestID, time.Now())})
+	case wire.TypeSubscribe:
+		c.subscribe(ctx, req)
+	case wire.TypeUnsubscribe:
+		if err := c.s.api.Unsubscribe(ctx, service.UnsubscribeRequest{Topic: req.Topic, ClientID: req.ClientID}); err != nil {
+			c.replyError(ctx, req.RequestID, string(req.Topic), err)
+			return
+		}
+		c.ack(req)
+	case wire.TypePublish:
+		if _, err := c.s.api.Publish(ctx, service.PublishRequest{Topic: req.Topic, Message: req.Message}); err != nil {
+			c.replyError(ctx, req.RequestID, string(req.Topic), err)
+			return
+		}
+		c.ack(req)
+		c.stall()
+	}
+}
+
+func (c *conn) subscribe(ctx context.Context, req wire.Request) {
+	res, err := c.s.api.Subscribe(ctx, service.SubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, LastN: req.LastN, Owner: c})
+	if err != nil {
+		c.replyError(ctx, req.RequestID, string(req.Topic), err)
+		return
+	}
+	if !res.Renewed {
+		c.out.addSub(res.Sub)
+	}
+	if res.Replaced != nil {
+		c.logf(ctx, slog.LevelInfo, "subscription taken over from another connection", "topic", string(req.Topic), "client_id", req.ClientID)
+	}
+	// The subscription's replay and events are held until this ack is in a batch.
+	c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now()), release: res.Sub})
+}
+
+func (c *conn) ack(req wire.Request) {
+	c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now())})
+}
+
+// stall holds this publisher back, before it reads its next frame, while the server's delivery is
+// behind for subscribers that read (see stallGate), for at most the configured bound.
+func (c *conn) stall() {
+	if d := c.s.stall.wait(c.s.cfg.PublishStallMax); d > 0 {
+		c.s.tel.Metrics.PublisherStalled(d)
+	}
+}
+
+func (c *conn) replyError(ctx context.Context, requestID *string, topic string, err error) {
+	code, msg := wire.WSError(err)
+	c.s.tel.Metrics.Error(code)
+	level := slog.LevelInfo
+	if code == wire.CodeInternal && domain.KindOf(err) == domain.KindInternal {
+		level = slog.LevelError
+	}
+	c.logf(ctx, level, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
+	c.enqueue(reply{typ: wire.TypeError, data: wire.AppendError(nil, requestID, "", code, msg, time.Now())})
+}

@@ -1,0 +1,99 @@
+package ws
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pubsubd/pubsub/internal/domain"
+)
+
+// outbox is what waits to be written for a connection, and the token that says who writes it.
+//
+// Who writes: one party at a time owns the connection's write side (writeSide): a flusher of the
+// server's pool, which writes what is ready without ever waiting for the socket, or the connection's
+// own writer goroutine, started when a write must wait (the socket is full, a slow-consumer
+// disconnect) or the work is more than writing (shutdown, teardown). writing is the token: whoever
+// turns it from false to true owns the write side until it stores false or hands the connection on
+// (to the ready queue or to a writer goroutine); the atomic hand-over orders everything one owner
+// did before the next one starts.
+//
+// Who wakes whom: the fan-out (Wake, Backlogged), the reader (replies, shutdown) and the server's
+// clock (pings, heartbeats, stats, retirement) set a request flag and call conn.Wake, which leaves a
+// token in wake and, when nobody owns the write side, puts the connection on the ready queue.
+//
+// replies and subs are guarded by mu: the reader adds, the write side's owner takes. The flags are
+// set by the parties named and consumed by the write side's owner.
+type outbox struct {
+	mu      sync.Mutex
+	replies []reply
+	subs    []*domain.Subscription
+
+	wake    chan struct{} // cap 1: "there is something to write"
+	writing atomic.Bool   // the write side is owned
+
+	pingDue      atomic.Bool // clock: a WebSocket ping is due
+	beatDue      atomic.Bool // clock: an info heartbeat is due
+	statsDue     atomic.Bool // clock: publish the stats window
+	retire       atomic.Bool // clock: the writer goroutine has been idle a whole period; it may exit
+	busy         atomic.Bool // owner: wrote since the clock last looked
+	stopping     atomic.Bool // Server.Shutdown: say goodbye and close
+	readerExited atomic.Bool // reader: reading is over; tear down
+	behind       atomic.Bool // fan-out sets, owner clears: counted in the server's stall gate
+	blocked      atomic.Bool // owner: the last write found the socket full
+}
+
+func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1)} }
+
+// signal leaves the wake token; many signals before the owner looks are one.
+func (o *outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add queues a reply unless max replies are waiting already; it reports whether it did.
+func (o *outbox) add(r reply, max int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.replies) >= max {
+		return false
+	}
+	o.replies = append(o.replies, r)
+	return true
+}
+
+// addSub makes sub one of the connection's subscriptions.
+func (o *outbox) addSub(sub *domain.Subscription) {
+	o.mu.Lock()
+	o.subs = append(o.subs, sub)
+	o.mu.Unlock()
+}
+
+// take returns the replies waiting, and copies the subscriptions into snapshot (reused, so a batch
+// allocates nothing for it).
+func (o *outbox) take(snapshot *[]*domain.Subscription) []reply {
+	o.mu.Lock()
+	replies := o.replies
+	o.replies = nil
+	*snapshot = append((*snapshot)[:0], o.subs...)
+	o.mu.Unlock()
+	return replies
+}
+
+// forget removes subscriptions that have ended.
+func (o *outbox) forget(ended []*domain.Subscription) {
+	o.mu.Lock()
+	o.subs = slices.DeleteFunc(o.subs, func(s *domain.Subscription) bool { return slices.Contains(ended, s) })
+	o.mu.Unlock()
+}
+
+// close empties the outbox for teardown and returns the subscriptions it held.
+func (o *outbox) close() []*domain.Subscription {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	subs := o.subs
+	o.subs, o.replies = nil, nil
+	return subs
+}

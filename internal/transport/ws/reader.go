@@ -1,0 +1,218 @@
+package ws
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/transport/wsframe"
+	"github.com/pubsubd/pubsub/telemetry"
+)
+
+// Reader states. A reader that has been idle for a clock period stops and parks its socket (see
+// parker); input restarts it. Teardown finishes a parked reader itself.
+const (
+	readRunning int32 = iota
+	readParked
+	readDone
+)
+
+// reader reads and serves a connection's client frames. One reader goroutine runs at a time: a
+// reader idle for a clock period parks its socket in the server's parker and ends, and the parker
+// starts a new one when input arrives (conn.resume).
+//
+// fr, quick and quickReads belong to the running reader goroutine. state moves between running,
+// parked and done under the parker's lock. busy and lastRead are set by the reader and read (busy
+// reset) by the server's clock; parkReq is set by the clock and taken by the reader; stop is set by
+// whoever ends the connection; peerClosed is set by the reader and read by teardown. done is closed
+// once, when reading is over.
+type reader struct {
+	fr         wsframe.Stream
+	quick      bool // restarted by the parker: read without waiting, and park again if that was all
+	quickReads int  // reads that brought data since the restart
+	rc         syscall.RawConn
+	fd         int32 // the socket's descriptor, for the parker; -1 if none
+
+	state      atomic.Int32
+	busy       atomic.Bool  // a frame was served since the clock last looked
+	parkReq    atomic.Bool  // the clock asks the idle reader to park
+	stop       atomic.Bool  // the reader must end, not park
+	lastRead   atomic.Int64 // unix nanoseconds of the last frame read
+	peerClosed atomic.Bool  // the client sent a close frame: teardown echoes it
+	done       chan struct{}
+}
+
+// init readies a new connection's reader.
+func (r *reader) init(rc syscall.RawConn, fd int32, maxFrame int64) {
+	r.fr, r.rc, r.fd, r.done = newFrameReader(maxFrame), rc, fd, make(chan struct{})
+	r.lastRead.Store(time.Now().UnixNano())
+	r.busy.Store(true) // a new connection is not idle: the clock's first look must not park it
+}
+
+// armReadDeadline sets the read deadline from the last frame read: a peer silent for longer than a
+// ping interval and its timeout is dead.
+func (c *conn) armReadDeadline() {
+	if c.s.cfg.PingInterval <= 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Unix(0, c.rd.lastRead.Load()).Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
+}
+
+// frameRead notes that the peer is alive and the reader busy, and moves the read deadline.
+func (c *conn) frameRead() {
+	now := time.Now()
+	c.rd.lastRead.Store(now.UnixNano())
+	c.rd.busy.Store(true)
+	if c.s.cfg.PingInterval > 0 {
+		_ = c.nc.SetReadDeadline(now.Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
+	}
+}
+
+// stopReading ends the reader, which ends the writer: a running reader's read fails at once, a
+// parked one is finished here.
+func (c *conn) stopReading() {
+	c.endReading()
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// endReading keeps the reader from parking from now on and finishes it if it is parked: the socket
+// may then be closed, since no parked reader watches it. A running reader ends on its own.
+func (c *conn) endReading() {
+	c.rd.stop.Store(true) // read by park under the parker's lock, so no park can follow
+	if c.s.parker != nil && c.s.parker.take(c, readDone) {
+		c.readerFinished()
+	}
+}
+
+// readerFinished is the end of reading: the writer is told to tear the connection down.
+func (c *conn) readerFinished() {
+	close(c.rd.done)
+	c.out.readerExited.Store(true)
+	c.Wake()
+}
+
+// readLoop runs the reader until the connection's input ends, or until it parks.
+func (c *conn) readLoop() {
+	if c.serveReads() {
+		c.rd.state.Store(readDone)
+		c.readerFinished()
+	}
+}
+
+// resume is a reader restarted by the parker.
+func (c *conn) resume() {
+	c.rd.quick, c.rd.quickReads = c.rd.rc != nil, 0
+	c.readLoop()
+}
+
+// errPeerClosed ends reading after the client's close frame.
+var errPeerClosed = errors.New("peer sent a close frame")
+
+// serveReads reads and serves frames. It returns true when reading is over, false when the reader
+// has parked the connection.
+func (c *conn) serveReads() (finished bool) {
+	defer func() {
+		if c.panicked(recover(), telemetry.PanicReader) {
+			finished = true
+		}
+	}()
+	c.armReadDeadline()
+	fr := &c.rd.fr
+	for {
+		if c.rd.stop.Load() {
+			// A deadline set to end the reader may have been moved by frameRead.
+			c.readFailed(os.ErrDeadlineExceeded)
+			return true
+		}
+		op, p, ok, err := fr.Next()
+		if err == nil && ok {
+			c.frameRead()
+			err = c.serveFrame(op, p)
+		}
+		if err != nil {
+			c.readFailed(err)
+			return true
+		}
+		if ok {
+			continue
+		}
+		if c.rd.quick {
+			parked, again, qerr := c.readQuick()
+			if parked {
+				return false
+			}
+			if again || qerr == nil {
+				continue
+			}
+			err = qerr
+		} else {
+			n, rerr := c.nc.Read(fr.Spare())
+			fr.Filled(n)
+			if n > 0 || rerr == nil {
+				continue
+			}
+			err = rerr
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && c.rd.parkReq.Swap(false) && !c.rd.stop.Load() {
+			// The server's clock found this reader idle: park unless a frame is half read.
+			if c.tryPark() {
+				return false
+			}
+			c.armReadDeadline()
+			continue
+		}
+		c.readFailed(err)
+		return true
+	}
+}
+
+// readQuick is one read of a reader restarted by the parker, which does not wait for input: woken
+// for one burst (a pong, a request now and then), it parks again at once instead of holding a
+// goroutine until the clock's next look. again: data came, read on; parked: the reader has parked;
+// neither with a nil error: the connection is busy, so read like any running reader from now on.
+func (c *conn) readQuick() (parked, again bool, err error) {
+	fr := &c.rd.fr
+	n, err := tryRead(c.rd.rc, fr.Spare())
+	fr.Filled(n)
+	if n > 0 {
+		c.rd.quickReads++
+		return false, true, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	if c.rd.quickReads <= 1 && c.tryPark() {
+		return true, false, nil
+	}
+	c.rd.quick = false
+	return false, false, nil
+}
+
+// tryPark parks the idle reader's socket unless a frame is half read; it reports whether it did.
+func (c *conn) tryPark() bool {
+	if !c.rd.fr.Idle() || c.s.parker == nil {
+		return false
+	}
+	c.rd.fr.Release()
+	return c.s.parker.park(c) == nil
+}
+
+func (c *conn) readFailed(err error) {
+	err = closeErrorOf(err)
+	var ce *closeError
+	switch {
+	case errors.Is(err, errPeerClosed):
+	case errors.As(err, &ce):
+		// Teardown sends our close frame with this code and reason.
+		c.setClose(ce.code, ce.reason)
+	default:
+		c.setClose(websocket.CloseAbnormalClosure, "")
+	}
+}

@@ -1,0 +1,109 @@
+package ws
+
+import (
+	"net"
+	"syscall"
+	"time"
+)
+
+// socket is the write side of a connection's socket, as its writer uses it. netSocket is the real
+// one; the tests' fake drives partial writes, full buffers, deadlines and failures.
+type socket interface {
+	// TryWrite makes one write attempt that never waits for room: n < len(b) with a nil error
+	// means the socket's buffer is full. Where the socket cannot do that (see netSocket), it
+	// writes like Write, and the connection is never given to a flusher.
+	TryWrite(b []byte) (n int, err error)
+	// Write writes all of b, waiting for room until the write deadline.
+	Write(b []byte) (n int, err error)
+	SetWriteDeadline(t time.Time) error
+	// CloseWrite ends our side of the stream (a TCP half-close) after our close frame.
+	CloseWrite() error
+}
+
+// netSocket is a connection's TCP socket. rc, when set, allows the non-blocking writes of the
+// flushers (and restarted readers' non-blocking reads).
+type netSocket struct {
+	nc net.Conn
+	rc syscall.RawConn
+}
+
+func (s netSocket) Write(b []byte) (int, error)        { return s.nc.Write(b) }
+func (s netSocket) SetWriteDeadline(t time.Time) error { return s.nc.SetWriteDeadline(t) }
+
+func (s netSocket) CloseWrite() error {
+	if tc, ok := s.nc.(interface{ CloseWrite() error }); ok {
+		return tc.CloseWrite()
+	}
+	return nil
+}
+
+func (s netSocket) TryWrite(b []byte) (int, error) {
+	if s.rc == nil {
+		return s.nc.Write(b)
+	}
+	return tryWrite(s.rc, b)
+}
+
+// sockWriter writes a connection's batches to its socket for whoever owns the connection's write
+// side (see outbox), so it needs no lock. It moves the write deadline lazily, and keeps the unwritten
+// end of a batch that a non-blocking write could not finish, for the blocking write that finishes it.
+type sockWriter struct {
+	sock     socket
+	timeout  time.Duration
+	limit    func(time.Time) time.Time // the deadline for a write starting now (the server's writeDeadline)
+	deadline time.Time                 // the write deadline currently set on the socket
+	unsent   []byte                    // the end of the last batch, not yet written; aliases the batch's buffer
+}
+
+// arm sets the socket's write deadline, but only when it moved by more than half the write timeout
+// (or must move closer, during shutdown): setting it costs a timer update per call.
+func (w *sockWriter) arm(now time.Time) {
+	d := w.limit(now)
+	if d.Before(w.deadline) || d.Sub(w.deadline) > w.timeout/2 {
+		_ = w.sock.SetWriteDeadline(d)
+		w.deadline = d
+	}
+}
+
+// try writes b without waiting for room. It reports whether all of b was written; when not, the
+// rest is kept for finish, and the caller must keep b's memory until then.
+func (w *sockWriter) try(b []byte, now time.Time) (done bool, err error) {
+	w.arm(now) // a write that never waits can still fail on a deadline that has passed
+	n, err := w.sock.TryWrite(b)
+	if err != nil {
+		return false, err
+	}
+	if n < len(b) {
+		w.unsent = b[n:]
+		return false, nil
+	}
+	return true, nil
+}
+
+// pending reports whether a batch is waiting for finish.
+func (w *sockWriter) pending() bool { return w.unsent != nil }
+
+// finish writes, waiting for room, what try left.
+func (w *sockWriter) finish(now time.Time) error {
+	if w.unsent == nil {
+		return nil
+	}
+	err := w.write(w.unsent, now)
+	w.unsent = nil
+	return err
+}
+
+// write writes b, waiting for room until the write deadline.
+func (w *sockWriter) write(b []byte, now time.Time) error {
+	w.arm(now)
+	_, err := w.sock.Write(b)
+	return err
+}
+
+// writeBy writes b with a deadline of its own (a close frame after a failure, say).
+func (w *sockWriter) writeBy(b []byte, deadline time.Time) error {
+	_ = w.sock.SetWriteDeadline(deadline)
+	w.deadline = deadline
+	_, err := w.sock.Write(b)
+	return err
+}

@@ -1,0 +1,71 @@
+package ws
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// stallGate is how delivery that falls behind slows the publishers, after the NATS server's
+// "stalled producer": when a subscriber whose socket takes what we write has a queue half full (the
+// domain says so through Backlogged), the server's own delivery is behind its publishers, and a
+// publishing connection's reader pauses before its next frame until no such subscriber is left, or
+// for a bounded time. A subscriber that does not read is not waited for: once a write to it finds its
+// socket full it leaves the gate, and its queue's overflow policy applies as before.
+//
+// The gate is server-wide: the flushers and the readers share the same cores, so a reader that keeps
+// publishing to another topic takes CPU from the delivery that fell behind just the same.
+//
+// behind is read by every publish (one atomic load) and written only when a connection enters or
+// leaves; mu orders those transitions with the channel that waiters wait on.
+type stallGate struct {
+	behind atomic.Int64
+	mu     sync.Mutex
+	n      int64
+	clear  chan struct{} // closed when n falls to zero; a new one when it rises from zero
+}
+
+// enter counts one connection as behind.
+func (g *stallGate) enter() {
+	g.mu.Lock()
+	g.n++
+	if g.n == 1 {
+		g.clear = make(chan struct{})
+	}
+	g.behind.Store(g.n)
+	g.mu.Unlock()
+}
+
+// leave counts one connection as caught up (or as not worth waiting for).
+func (g *stallGate) leave() {
+	g.mu.Lock()
+	g.n--
+	if g.n == 0 {
+		close(g.clear)
+	}
+	g.behind.Store(g.n)
+	g.mu.Unlock()
+}
+
+// wait pauses the caller while some connection is behind, for at most max, and returns how long it
+// waited: zero when nobody was behind.
+func (g *stallGate) wait(max time.Duration) time.Duration {
+	if max <= 0 || g.behind.Load() == 0 {
+		return 0
+	}
+	g.mu.Lock()
+	ch := g.clear
+	n := g.n
+	g.mu.Unlock()
+	if n == 0 {
+		return 0
+	}
+	start := time.Now()
+	t := time.NewTimer(max)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	return time.Since(start)
+}
