@@ -12,11 +12,11 @@ import (
 const overflowDrops = `reason=~"overflow_.*"`
 
 // Backpressure answers "is a subscriber falling behind, and what does the service do about it":
-// queue depth, drops by reason, slow-consumer disconnects, fan-out width and duration, and the gap
-// between what fan-out handed to queues and what reached sockets.
+// queue depth, drops by reason, slow-consumer disconnects, fan-out width and duration, the gap
+// between what fan-out handed to queues and what reached sockets, and publisher stalls.
 func Backpressure() (dashboard.Dashboard, error) {
 	b := base("pubsub-backpressure", "PubSub / Backpressure",
-		"Subscriber queue depth, drops by reason, slow-consumer disconnects, fan-out width and duration, and the gap between published and delivered.").
+		"Subscriber queue depth, drops by reason, slow-consumer disconnects, fan-out width and duration, the gap between published and delivered, and publisher stalls.").
 		WithRow(row("Is anyone falling behind?")).
 		WithPanel(single("Drops / s", "Messages a subscriber did not get, all reasons, per second.", "short", quarter,
 			q(`sum(rate(pubsub_messages_dropped_total{`+Sel+`}[$__rate_interval]))`, "dropped"))).
@@ -71,6 +71,15 @@ func Backpressure() (dashboard.Dashboard, error) {
 		WithPanel(graph("Delivery gap", "Deliveries owed (handed to queues + replayed) minus events written to sockets, per second. Near 0 when consumers keep up; positive while queues grow or events are dropped.", "short", third, tall,
 			q(`sum(rate(pubsub_fanout_subscribers_sum{`+Sel+`}[$__rate_interval])) + sum(rate(pubsub_messages_replayed_total{`+Sel+`}[$__rate_interval])) - sum(rate(pubsub_messages_delivered_total{`+Sel+`}[$__rate_interval]))`, "owed - delivered"))).
 		WithPanel(graph("Delivery latency", "Publish accepted -> event written to the subscriber socket. Dots are exemplars of sampled traces: hover one and click View trace in Jaeger to open the publish trace.", "s", third, tall,
-			quantiles("pubsub_delivery_latency_seconds", true)...))
+			quantiles("pubsub_delivery_latency_seconds", true)...)).
+		// Last, so the panels above keep their ids (and viewPanel links).
+		WithRow(row("Publisher stalls")).
+		WithPanel(graph("Publisher stalls", "Publishing connections paused per second: when delivery to subscribers whose sockets are writable falls behind, a publisher's reader stops reading for a bounded time instead of letting subscriber queues overflow. Stalls slow publishers down; drops and disconnects should stay flat while they happen.", "short", half, tall,
+			q(`sum(rate(pubsub_publisher_stalls_total{`+Sel+`}[$__rate_interval]))`, "stalls"))).
+		WithPanel(graph("Publisher stall time", "p50 and p99 length of one stall (each is bounded), and the time publishers spent stalled per second, summed over publishing connections: with one publisher, the share of its time it was paused. Stalls carry no trace, so no exemplars show.", "s", half, tall,
+			latency(`histogram_quantile(0.5, sum by (le) (rate(pubsub_publisher_stall_seconds_bucket{`+Sel+`}[$__rate_interval])))`, "p50"),
+			latency(`histogram_quantile(0.99, sum by (le) (rate(pubsub_publisher_stall_seconds_bucket{`+Sel+`}[$__rate_interval])))`, "p99"),
+			q(`sum(rate(pubsub_publisher_stall_seconds_sum{`+Sel+`}[$__rate_interval]))`, "stalled per second")).
+			Min(0))
 	return build(b)
 }

@@ -6,12 +6,12 @@ import (
 )
 
 // Runtime shows the Go runtime and process collectors of each pod: goroutines, heap, GC, CPU, file
-// descriptors. Each WebSocket connection holds one file descriptor, and a reader goroutine only while
-// it is not parked (plus a writer only while its socket is full), so goroutines follow the busy
-// connections, not all of them.
+// descriptors, and the panics its goroutines recovered. Each WebSocket connection holds one file
+// descriptor, and a reader goroutine only while it is not parked (plus a writer only while its
+// socket is full), so goroutines follow the busy connections, not all of them.
 func Runtime() (dashboard.Dashboard, error) {
 	b := base("pubsub-runtime", "PubSub / Runtime",
-		"Go runtime and process metrics per pod: goroutines, heap, GC, CPU, file descriptors, restarts and versions.").
+		"Go runtime and process metrics per pod: goroutines, heap, GC, CPU, file descriptors, restarts, versions and recovered panics.").
 		WithRow(row("Versions")).
 		WithPanel(single("Versions running", "Pods per build (pubsub_build_info); more than one line means a rollout in progress.", "none", full,
 			q(`count by (version, revision, goversion) (pubsub_build_info{`+Sel+`})`, "{{version}} ({{revision}}, {{goversion}})")).
@@ -48,6 +48,11 @@ func Runtime() (dashboard.Dashboard, error) {
 		WithPanel(graph("Open file descriptors", "Open file descriptors, per pod.", "none", half, tall,
 			q(`sum by (pod) (process_open_fds{`+Sel+`})`, "{{pod}}"))).
 		WithPanel(graph("Uptime", "Seconds since the process started, per pod: a drop to zero is a restart.", "s", half, tall,
-			q(`max by (pod) (time() - process_start_time_seconds{`+Sel+`})`, "{{pod}}")))
+			q(`max by (pod) (time() - process_start_time_seconds{`+Sel+`})`, "{{pod}}"))).
+		// Last, so the panels above keep their ids (and viewPanel links).
+		WithRow(row("Panics")).
+		WithPanel(stacked("Recovered panics by component", "Panics recovered in each rate interval, by the goroutine that recovered them (reader, writer, flusher, clock, parker, http, other) and pod. The process keeps running, but each is a bug: the connection is closed with 1011 or the request answered 500, and the ERROR log line holds the stack. PubsubPanicsRecovered fires on any.", "none", full, tall,
+			q(`sum by (pod, component) (increase(pubsub_panics_total{`+Sel+`}[$__rate_interval]))`, "{{component}} {{pod}}")).
+			Min(0))
 	return build(b)
 }
