@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, Heartbeat: cfg.Heartbeat,
 		WriteTimeout: cfg.WriteTimeout, MaxFrameBytes: cfg.MaxFrameBytes, AllowedOrigins: cfg.AllowedOrigins,
 	}, api, tel)
+	wsServer.Start()
 	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsServer.Connections, ParkedReaders: wsServer.ParkedReaders, Topics: broker.Counts, Ready: svc.Ready})
 
 	appLn, err := net.Listen("tcp", cfg.Addr())

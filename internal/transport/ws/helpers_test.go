@@ -88,6 +88,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		o.ws.IdleAfter = 20 * time.Millisecond
 	}
 	wsSrv := ws.NewServer(o.ws, api, tel)
+	wsSrv.Start()
 	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsSrv.Connections, ParkedReaders: wsSrv.ParkedReaders, Topics: broker.Counts, Ready: svc.Ready})
 	h := httptest.NewServer(httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsSrv, Ready: svc.Ready}))
 	ts := &testServer{URL: h.URL, Tel: tel, Svc: svc, WS: wsSrv, http: h, logs: logs}

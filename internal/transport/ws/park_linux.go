@@ -22,6 +22,8 @@ type parker struct {
 	conns map[int32]*conn
 	stop  chan struct{}
 	done  chan struct{}
+	// started is set by start; close reads it. The Server orders the two (Start and Shutdown).
+	started bool
 }
 
 func newParker() (*parker, error) {
@@ -29,9 +31,13 @@ func newParker() (*parker, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &parker{epfd: fd, conns: map[int32]*conn{}, stop: make(chan struct{}), done: make(chan struct{})}
+	return &parker{epfd: fd, conns: map[int32]*conn{}, stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// start starts the loop that restarts readers; call it once. Until then nothing is watched.
+func (p *parker) start() {
+	p.started = true
 	go p.run()
-	return p, nil
 }
 
 // park moves a running reader's connection into the set. It fails when the reader must end instead
@@ -100,9 +106,11 @@ func (p *parker) run() {
 	}
 }
 
-// close stops the loop; the server calls it once no connection is left.
+// close stops the loop (if it was started); the server calls it once no connection is left.
 func (p *parker) close() {
 	close(p.stop)
-	<-p.done
+	if p.started {
+		<-p.done
+	}
 	_ = syscall.Close(p.epfd)
 }

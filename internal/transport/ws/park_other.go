@@ -11,5 +11,6 @@ func newParker() (*parker, error) { return nil, errors.New("idle readers are par
 
 func (p *parker) park(*conn) error       { return errors.New("no parker") }
 func (p *parker) take(*conn, int32) bool { return false }
+func (p *parker) start()                 {}
 func (p *parker) close()                 {}
 func (p *parker) count() int             { return 0 }

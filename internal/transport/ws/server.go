@@ -37,7 +37,7 @@ type Config struct {
 	IdleAfter time.Duration
 }
 
-// Server accepts and tracks WebSocket connections. Create it with NewServer.
+// Server accepts and tracks WebSocket connections. Create it with NewServer, then Start it.
 type Server struct {
 	cfg      Config
 	api      service.API
@@ -48,6 +48,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	closing  bool
+	started  bool // set by Start; Shutdown waits for the goroutines only if they were started
 	wg       sync.WaitGroup
 	count    atomic.Int64
 	deadline atomic.Pointer[time.Time] // drain deadline once shutdown has begun
@@ -71,7 +72,7 @@ const readyQueue = 16384
 // connections hold none.
 var writeBufferPool sync.Pool
 
-// NewServer returns a Server that dispatches frames to api.
+// NewServer returns a Server that dispatches frames to api. It starts no goroutine: call Start.
 func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
@@ -93,17 +94,33 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 		Error:           s.upgradeError,
 	}
 	s.tickStop, s.tickDone = make(chan struct{}), make(chan struct{})
-	go s.tick()
 	if p, err := newParker(); err == nil {
 		s.parker = p
 	} else {
 		s.log.Warn("idle connections keep their reader goroutine", "reason", err.Error())
 	}
 	s.ready, s.flushStop = make(chan *conn, readyQueue), make(chan struct{})
+	return s
+}
+
+// Start starts the server's goroutines: its clock, the parker's loop and the flushers. Call it
+// once, before the server serves connections (a connection served before Start is never written
+// to); later calls, and calls after Shutdown has begun, do nothing. Shutdown stops what Start
+// started; a Server that was never started can still be shut down, and that returns promptly.
+func (s *Server) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closing {
+		return
+	}
+	s.started = true
+	go s.tick()
+	if s.parker != nil {
+		s.parker.start()
+	}
 	for range runtime.GOMAXPROCS(0) {
 		s.flushers.Go(s.flushLoop)
 	}
-	return s
 }
 
 // tick is the server's one clock for pings, heartbeats and idle writers: it marks connections and
@@ -283,15 +300,18 @@ func (s *Server) forget(c *conn) {
 
 // Shutdown refuses new connections, then asks every connection to flush what it has queued, send
 // server_shutdown and close with 1001. It returns when all are closed, or when ctx ends, after
-// cutting off those that are left. Every Server must be shut down: it stops the server's clock.
+// cutting off those that are left. Every started Server must be shut down: it stops the goroutines
+// Start started. It may be called more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.tickStop) })
-	defer func() { <-s.tickDone }()
 	if d, ok := ctx.Deadline(); ok {
 		s.deadline.Store(&d)
 	}
 	s.mu.Lock()
-	s.closing = true
+	s.closing = true // from here on Start does nothing, so started is settled
+	if s.started {
+		defer func() { <-s.tickDone }()
+	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
