@@ -58,7 +58,8 @@ type Options struct {
 }
 
 // App is the assembled process. Build it with New; Serve runs it; Shutdown stops it. Its methods
-// are safe for concurrent use.
+// are safe for concurrent use: the fields down to admin are set by New and only read after; mu
+// guards the listeners and the lifecycle flags; Shutdown's result is written once, inside stopOnce.
 type App struct {
 	cfg      config.Config
 	version  string // for the start line

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
 	"github.com/pubsubd/pubsub/internal/app"
@@ -272,7 +273,7 @@ func TestShutdownIsOrdered(t *testing.T) {
 	flushed := make(chan atFlush, 1)
 	var r *running
 	c := newClient(t)
-	probe := flushProbe{SpanProcessor: sdktrace.NewSimpleSpanProcessor(nopExporter{}), atFlush: func() {
+	probe := flushProbe{SpanProcessor: sdktrace.NewSimpleSpanProcessor(tracetest.NewNoopExporter()), atFlush: func() {
 		s := atFlush{conns: r.WebSocket().Connections(), appRefused: refused(r.Addr())}
 		resp, err := c.Get("http://" + r.AdminAddr() + "/metrics")
 		if err == nil {
@@ -346,11 +347,6 @@ func TestShutdownIsOrdered(t *testing.T) {
 		t.Errorf("second Shutdown: %v", err)
 	}
 }
-
-type nopExporter struct{}
-
-func (nopExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (nopExporter) Shutdown(context.Context) error                             { return nil }
 
 // TestListenFailureIsAnError: an address that cannot be bound makes Serve return an error naming
 // the listener, after a shutdown that leaves nothing bound.
