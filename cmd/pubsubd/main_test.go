@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,18 @@ import (
 	"github.com/pubsubd/pubsub/internal/config"
 	"github.com/pubsubd/pubsub/internal/logbuffer"
 )
+
+// runMainEnv, set in a child's environment, makes the test binary run main instead of the tests.
+const runMainEnv = "PUBSUBD_TEST_RUN_MAIN"
+
+// TestMain runs pubsubd's own main when a test re-executes this binary with runMainEnv=1, so that
+// exit statuses and stderr are tested as an operator sees them, without building the command.
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main() // exits
+	}
+	os.Exit(m.Run())
+}
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 
@@ -63,5 +79,52 @@ func TestRunStartsAndStops(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "pubsubd stopped") {
 		t.Fatalf("no stop line:\n%s", out.String())
+	}
+}
+
+// TestExitStatus runs main in a child process: a clean -h exits 0, a refused value 2, and a
+// listener that cannot be bound 1, with the reason on stderr (it used to be logged only).
+func TestExitStatus(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, port, _ := net.SplitHostPort(taken.Addr().String())
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		stderr []string
+	}{
+		{"help", []string{"-h"}, 0, []string{"Usage: pubsubd"}},
+		{"refused value", []string{"-overflow-policy=drop_newest"}, 2, []string{"pubsubd: configuration: -overflow-policy="}},
+		{"application port in use", []string{"-host=127.0.0.1", "-port=" + port, "-admin-addr=off"}, 1,
+			[]string{"pubsubd: app listener: listen tcp " + taken.Addr().String(), "address already in use"}},
+		{"admin address in use", []string{"-host=127.0.0.1", "-port=0", "-admin-addr=" + taken.Addr().String()}, 1,
+			[]string{"pubsubd: admin listener: listen tcp " + taken.Addr().String(), "address already in use"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], append(tt.args, "-log-format=json")...)
+			// The developer's PUBSUB_* and OTEL_* variables must not change what is tested.
+			cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+				return strings.HasPrefix(kv, "PUBSUB_") || strings.HasPrefix(kv, "OTEL_")
+			}), runMainEnv+"=1")
+			var stderr logbuffer.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			status := cmd.ProcessState.ExitCode()
+			if ctx.Err() != nil || status != tt.status {
+				t.Fatalf("exit status %d (%v), want %d; stderr:\n%s", status, err, tt.status, stderr.String())
+			}
+			for _, want := range tt.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+		})
 	}
 }

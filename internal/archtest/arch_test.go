@@ -114,6 +114,36 @@ var rules = []rule{
 		applies:   []string{mod + "/telemetry"},
 		forbidden: []string{mod + "/internal/transport", mod + "/internal/broker", mod + "/cmd"},
 	},
+	{
+		// app is the outermost internal layer: it may assemble everything, so nothing it assembles
+		// may lean on it. Only commands (and tests) import it.
+		name: "layers under app",
+		applies: []string{mod + "/internal/domain", mod + "/internal/service", mod + "/internal/broker",
+			mod + "/internal/transport", mod + "/internal/config", mod + "/telemetry"},
+		forbidden: []string{mod + "/internal/app"},
+	},
+	{
+		// Assembly and lifecycle only: our packages, the standard library, and the two libraries
+		// whose values it wires in (the metrics handler, the span processor a test injects). A
+		// transport library here would mean logic had moved into the assembly.
+		name:    "app",
+		applies: []string{mod + "/internal/app"},
+		direct: func(g graph, imp string) bool {
+			return isStd(g, imp) || under(imp, mod+"/internal", mod+"/telemetry",
+				"github.com/prometheus/client_golang/prometheus/promhttp", "go.opentelemetry.io/otel/sdk/trace")
+		},
+		allowed:   "our internal packages, telemetry, the standard library, promhttp, the otel trace SDK",
+		forbidden: []string{mod + "/cmd"},
+	},
+	{
+		// main is thin: configuration, then app.
+		name:    "pubsubd",
+		applies: []string{mod + "/cmd/pubsubd"},
+		direct: func(g graph, imp string) bool {
+			return isStd(g, imp) || under(imp, mod+"/internal/app", mod+"/internal/config")
+		},
+		allowed: "internal/app, internal/config, the standard library",
+	},
 }
 
 // isStd trusts go list where it knows the package; otherwise a path whose first element has no
@@ -302,8 +332,10 @@ var cleanGraph = []string{
 	mod + "/telemetry: os go.opentelemetry.io/otel/trace github.com/prometheus/client_golang/prometheus " +
 		mod + "/internal/service " + mod + "/internal/domain",
 	mod + "/internal/config: flag os " + mod + "/internal/domain",
-	mod + "/cmd/pubsubd: os " + mod + "/internal/config " + mod + "/internal/broker/memory " + mod +
-		"/internal/transport/ws " + mod + "/internal/transport/httpapi " + mod + "/telemetry",
+	mod + "/internal/app: net/http github.com/prometheus/client_golang/prometheus/promhttp " + mod + "/internal/config " +
+		mod + "/internal/broker/memory " + mod + "/internal/transport/ws " + mod + "/internal/transport/httpapi " + mod + "/telemetry",
+	"github.com/prometheus/client_golang/prometheus/promhttp: net/http github.com/prometheus/client_golang/prometheus",
+	mod + "/cmd/pubsubd: os " + mod + "/internal/config " + mod + "/internal/app",
 }
 
 func TestCheckerCatchesViolations(t *testing.T) {
@@ -315,6 +347,7 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		ws      = mod + "/internal/transport/ws"
 		httpapi = mod + "/internal/transport/httpapi"
 		tel     = mod + "/telemetry"
+		app     = mod + "/internal/app"
 	)
 	tests := []struct {
 		name  string
@@ -353,7 +386,15 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		{"telemetry imports a broker", []string{tel + ": " + memory}, []string{tel + " -> " + memory,
 			ws + " -> " + tel + " -> " + memory, httpapi + " -> " + tel + " -> " + memory}},
 		{"telemetry subpackage imports cmd", []string{tel + "/otlp: " + mod + "/cmd/pubsubd"},
-			[]string{tel + "/otlp -> " + mod + "/cmd/pubsubd"}},
+			[]string{tel + "/otlp -> " + mod + "/cmd/pubsubd", tel + "/otlp -> " + mod + "/cmd/pubsubd -> " + app}},
+		{"a transport imports app", []string{httpapi + ": " + app}, []string{httpapi + " -> " + app,
+			httpapi + " -> " + app + " -> " + memory, httpapi + " -> " + app + " -> " + ws}},
+		{"config imports app", []string{mod + "/internal/config: " + app}, []string{mod + "/internal/config -> " + app}},
+		{"app imports gorilla", []string{app + ": github.com/gorilla/websocket"}, []string{app + " -> github.com/gorilla/websocket"}},
+		{"app imports a command", []string{app + ": " + mod + "/cmd/pubsubctl"}, []string{app + " -> " + mod + "/cmd/pubsubctl"}},
+		{"pubsubd wires a layer itself", []string{mod + "/cmd/pubsubd: " + ws}, []string{mod + "/cmd/pubsubd -> " + ws}},
+		{"pubsubd imports a library", []string{mod + "/cmd/pubsubd: github.com/prometheus/client_golang/prometheus/promhttp"},
+			[]string{mod + "/cmd/pubsubd -> github.com/prometheus/client_golang/prometheus/promhttp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

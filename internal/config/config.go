@@ -232,7 +232,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_format", c.LogFormat), slog.String("ws_ping_interval", c.PingInterval.String()),
 		slog.String("ws_ping_timeout", c.PingTimeout.String()), slog.String("heartbeat_interval", c.Heartbeat.String()),
 		slog.Int64("max_frame_bytes", c.MaxFrameBytes), slog.String("drain_timeout", c.DrainTimeout.String()),
-		slog.String("write_timeout", c.WriteTimeout.String()), slog.Any("allowed_origins", c.AllowedOrigins),
+		slog.String("write_timeout", c.WriteTimeout.String()), slog.String("publish_stall_max", c.PublishStallMax.String()),
+		slog.Any("allowed_origins", c.AllowedOrigins),
 		slog.Int("trace_delivery_spans", c.DeliverySpans),
 	)
 }

@@ -277,6 +277,7 @@ func (h *handlers) recoverer(next http.Handler) http.Handler {
 				h.tel.Logger.ErrorContext(r.Context(), "panic while serving a request", "method", r.Method,
 					"path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				h.tel.Metrics.Error(wire.CodeInternal)
+				h.tel.Metrics.Panicked(telemetry.PanicHTTP)
 				wire.WriteError(w, http.StatusInternalServerError, wire.CodeInternal, "internal error")
 			}
 		}()

@@ -314,6 +314,7 @@ func TestPanicBecomes500(t *testing.T) {
 		t.Fatalf("after the panic: %d", code)
 	}
 	f.expectCounter(t, "pubsub_errors_total", map[string]string{"code": "INTERNAL"}, 1)
+	f.expectCounter(t, "pubsub_panics_total", map[string]string{"component": "http"}, 1)
 	f.expectCounter(t, "pubsub_http_requests_total", httpCount("/topics", "POST", "500"), 1)
 	span := one(t, f, "POST /topics")
 	if span.Status().Code != codes.Error || attrs(span)["http.response.status_code"].AsInt64() != 500 {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +17,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
-	"github.com/pubsubd/pubsub/internal/broker/memory"
+	"github.com/pubsubd/pubsub/internal/app"
+	"github.com/pubsubd/pubsub/internal/config"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/logbuffer"
 	"github.com/pubsubd/pubsub/internal/service"
-	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/internal/transport/ws"
 	"github.com/pubsubd/pubsub/telemetry"
@@ -49,10 +48,11 @@ type testServer struct {
 	Tel  *telemetry.Telemetry
 	Svc  *service.Service
 	WS   *ws.Server
-	http *httptest.Server
 	logs *logbuffer.Buffer
 }
 
+// newServer runs the whole process, as pubsubd assembles it (internal/app), on a free loopback
+// port with the admin listener off. Its cleanup stops it the way SIGTERM does.
 func newServer(t testing.TB, o serverOpts) *testServer {
 	t.Helper()
 	if o.queue == 0 {
@@ -60,21 +60,6 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 	}
 	if o.history == 0 {
 		o.history = 100
-	}
-	logs := &logbuffer.Buffer{}
-	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
-		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
-		LogOutput: logs, LogFormat: "json", LogLevel: slog.LevelDebug, DeliverySpans: 16,
-		SpanProcessor: spanProcessor(o.spans), Sampler: o.sampler,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := memory.New(domain.TopicConfig{HistorySize: o.history, QueueSize: o.queue, Policy: o.policy, Encoder: wire.EncodeEvent})
-	svc := service.New(broker, service.Options{Observer: tel.Observer()})
-	var api service.API = tel.Instrument(svc, wire.CodeOf)
-	if o.wrap != nil {
-		api = o.wrap(api)
 	}
 	if o.ws.WriteTimeout == 0 {
 		o.ws.WriteTimeout = 5 * time.Second
@@ -87,16 +72,49 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		// writers retiring between its frames.
 		o.ws.IdleAfter = 20 * time.Millisecond
 	}
-	wsSrv := ws.NewServer(o.ws, api, tel)
-	wsSrv.Start()
-	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsSrv.Connections, ParkedReaders: wsSrv.ParkedReaders, Topics: broker.Counts, Ready: svc.Ready})
-	h := httptest.NewServer(httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsSrv, Ready: svc.Ready}))
-	ts := &testServer{URL: h.URL, Tel: tel, Svc: svc, WS: wsSrv, http: h, logs: logs}
+	switch {
+	case o.ws.PublishStallMax == 0:
+		o.ws.PublishStallMax = 50 * time.Millisecond // the service's default
+	case o.ws.PublishStallMax < 0:
+		o.ws.PublishStallMax = 0 // off
+	}
+	cfg := config.Config{
+		Host: "127.0.0.1", Port: 0, AdminAddr: "",
+		MaxQueueSize: o.queue, HistorySize: o.history, OverflowPolicy: o.policy,
+		LogLevel: slog.LevelDebug, LogFormat: "json",
+		PingInterval: o.ws.PingInterval, PingTimeout: o.ws.PingTimeout, Heartbeat: o.ws.Heartbeat,
+		MaxFrameBytes: o.ws.MaxFrameBytes, WriteTimeout: o.ws.WriteTimeout, AllowedOrigins: o.ws.AllowedOrigins,
+		DrainTimeout: waitFor, DeliverySpans: 16, PublishStallMax: o.ws.PublishStallMax,
+	}
+	logs := &logbuffer.Buffer{}
+	a, err := app.New(cfg, app.Options{
+		LogOutput: logs, WrapAPI: o.wrap, SpanProcessor: spanProcessor(o.spans), Sampler: o.sampler,
+		// What config.Config carries went through cfg; these are the knobs only tests turn.
+		TuneWS: func(c *ws.Config) { c.IdleAfter, c.MaxPendingReplies = o.ws.IdleAfter, o.ws.MaxPendingReplies },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }()
+	ts := &testServer{URL: "http://" + a.Addr(), Tel: a.Telemetry(), Svc: a.Service(), WS: a.WebSocket(), logs: logs}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = wsSrv.Shutdown(ctx)
-		h.Close()
+		cancel()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(2 * waitFor): // the drain may take waitFor
+			t.Error("the server did not stop")
+		}
+		// The server has closed its side; close the client side's idle connections now, as
+		// httptest.Server.Close did, so that goleak does not wait on their goroutines.
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}

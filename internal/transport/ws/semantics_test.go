@@ -491,4 +491,7 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "panic while serving a connection") {
 		t.Fatal("panic not logged")
 	}
+	if n := metric(t, s, "pubsub_panics_total", "component", "reader"); n != 1 {
+		t.Fatalf("pubsub_panics_total{component=reader} = %v, want 1", n)
+	}
 }
