@@ -40,7 +40,7 @@ func TestClockSurvivesAPanic(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("clock panics counted: %v, want at least 2 (the clock must go on after the first)", panics())
 		}
-		bad.rd.parkReq.Store(false) // asked before it panicked: ask again
+		bad.rd.parkReq.Store(false)  // asked before it panicked: ask again
 		time.Sleep(time.Millisecond) // polling a counter with a deadline
 	}
 }
