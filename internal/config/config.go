@@ -111,7 +111,7 @@ func settings() []setting {
 		{"write-timeout", "PUBSUB_WRITE_TIMEOUT", "10s", "deadline for one write to a client; a peer that takes longer is dropped", func(c *Config, v string) error {
 			return duration(&c.WriteTimeout, v, time.Millisecond)
 		}},
-		{"publish-stall-max", "PUBSUB_PUBLISH_STALL_MAX", "50ms", "longest pause of a publisher's reading while delivery to subscribers that read is behind (Go duration); 0 disables it", func(c *Config, v string) error {
+		{"publish-stall-max", "PUBSUB_PUBLISH_STALL_MAX", "100ms", "longest pause of a publisher's reading while delivery to subscribers that read is behind (Go duration); 0 disables it", func(c *Config, v string) error {
 			return duration(&c.PublishStallMax, v, 0)
 		}},
 		{"allowed-origins", "PUBSUB_ALLOWED_ORIGINS", "", "comma-separated Origins allowed to open /ws (empty: any)", func(c *Config, v string) error {

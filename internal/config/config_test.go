@@ -44,7 +44,7 @@ func defaults() config.Config {
 		MaxFrameBytes:   1 << 20,
 		DrainTimeout:    10 * time.Second,
 		WriteTimeout:    10 * time.Second,
-		PublishStallMax: 50 * time.Millisecond,
+		PublishStallMax: 100 * time.Millisecond,
 		AllowedOrigins:  nil,
 		DeliverySpans:   16,
 	}
@@ -249,7 +249,7 @@ func TestLogValue(t *testing.T) {
 		"config.history_size=100", "config.overflow_policy=drop_oldest", "config.log_level=INFO",
 		"config.log_format=auto", "config.ws_ping_interval=30s", "config.ws_ping_timeout=10s",
 		"config.heartbeat_interval=30s", "config.max_frame_bytes=1048576", "config.drain_timeout=10s",
-		"config.write_timeout=10s", "config.publish_stall_max=50ms", "config.allowed_origins=[]", "config.trace_delivery_spans=16"} {
+		"config.write_timeout=10s", "config.publish_stall_max=100ms", "config.allowed_origins=[]", "config.trace_delivery_spans=16"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("log record %q lacks %q", out.String(), s)
 		}

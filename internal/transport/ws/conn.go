@@ -54,7 +54,10 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		out: newOutbox(),
 	}
 	c.rd.init(rc, fd, s.cfg.MaxFrameBytes)
-	c.w.sock = sockWriter{sock: netSocket{nc: nc, rc: rc}, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline}
+	// A socket with no room for half the stall bound counts as stuck (the client is slow), so the
+	// gate opens before the publishers' own bound runs out and they go on one by one, in order.
+	c.w.sock = sockWriter{sock: netSocket{nc: nc, rc: rc}, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline,
+		patience: s.cfg.PublishStallMax / 2}
 	return c
 }
 
@@ -76,11 +79,11 @@ func (c *conn) Wake() {
 	c.ensureWriter()
 }
 
-// Backlogged implements domain.Backlogger: a subscription's queue is half full. Unless the last
-// write found our socket full (the client is slow, not the server), publishers are held back until
-// we have caught up (see stallGate).
+// Backlogged implements domain.Backlogger: a subscription's queue is half full. Unless a write to
+// this client has lately waited a whole stall bound for room (the client is slow, not the server),
+// publishers are held back until we have caught up (see stallGate).
 func (c *conn) Backlogged() {
-	if !c.out.blocked.Load() && !c.out.behind.Load() && c.out.behind.CompareAndSwap(false, true) {
+	if !c.out.stuck.Load() && !c.out.behind.Load() && c.out.behind.CompareAndSwap(false, true) {
 		c.s.stall.enter()
 	}
 }

@@ -65,12 +65,11 @@ func (c *conn) handle(data []byte) {
 		}
 		c.ack(req)
 	case wire.TypePublish:
-		if _, err := c.s.api.Publish(ctx, service.PublishRequest{Topic: req.Topic, Message: req.Message}); err != nil {
+		if err := c.publish(ctx, req); err != nil {
 			c.replyError(ctx, req.RequestID, string(req.Topic), err)
 			return
 		}
 		c.ack(req)
-		c.stall()
 	}
 }
 
@@ -94,12 +93,20 @@ func (c *conn) ack(req wire.Request) {
 	c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now())})
 }
 
-// stall holds this publisher back, before it reads its next frame, while the server's delivery is
-// behind for subscribers that read (see stallGate), for at most the configured bound.
-func (c *conn) stall() {
-	if d := c.s.stall.wait(c.s.cfg.PublishStallMax); d > 0 {
+// publish publishes, after a stall while the server's delivery is behind for subscribers that read
+// (see stallGate), for at most the configured bound. The reader reads nothing meanwhile, which is
+// what slows the client. The look at the gate comes before the publish, not after it, and is one
+// step with it (publishLocks): else every publishing connection would still add an event once the
+// gate had closed, and a hundred publishers would overflow a queue of a hundred.
+func (c *conn) publish(ctx context.Context, req wire.Request) error {
+	mu := c.s.pubLocks.of(string(req.Topic))
+	d := c.s.stall.admit(mu, c.s.cfg.PublishStallMax)
+	defer mu.Unlock() // deferred: a panic in the service must not leave the topic's publishers locked out
+	if d > 0 {
 		c.s.tel.Metrics.PublisherStalled(d)
 	}
+	_, err := c.s.api.Publish(ctx, service.PublishRequest{Topic: req.Topic, Message: req.Message})
+	return err
 }
 
 func (c *conn) replyError(ctx context.Context, requestID *string, topic string, err error) {

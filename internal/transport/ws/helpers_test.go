@@ -74,7 +74,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 	}
 	switch {
 	case o.ws.PublishStallMax == 0:
-		o.ws.PublishStallMax = 50 * time.Millisecond // the service's default
+		o.ws.PublishStallMax = 100 * time.Millisecond // the service's default
 	case o.ws.PublishStallMax < 0:
 		o.ws.PublishStallMax = 0 // off
 	}

@@ -40,7 +40,7 @@ type outbox struct {
 	stopping     atomic.Bool // Server.Shutdown: say goodbye and close
 	readerExited atomic.Bool // reader: reading is over; tear down
 	behind       atomic.Bool // fan-out sets, owner clears: counted in the server's stall gate
-	blocked      atomic.Bool // owner: the last write found the socket full
+	stuck        atomic.Bool // owner: a write waited a stall bound for room, and none has fitted since
 }
 
 func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1)} }

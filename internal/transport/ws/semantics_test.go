@@ -477,7 +477,7 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	if code, _ := victim.expectClose(); code != websocket.CloseInternalServerErr {
 		t.Fatalf("close code %d, want 1011", code)
 	}
-	other.publish("t", "fine", "y")
+	other.publish("t", "fine", "y") // to the same topic: the panic left nothing locked
 	got := map[string]bool{}
 	for _, f := range []frame{other.read(), other.read()} { // its own event and its ack, in either order
 		got[f.Type] = true

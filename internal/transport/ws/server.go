@@ -6,6 +6,7 @@ package ws
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -52,6 +53,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	sampled  func(*domain.Event) bool // nil when tracing is off
 	stall    stallGate
+	pubLocks publishLocks
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -92,6 +94,7 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 		cfg.MaxPendingReplies = 4096
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
+	s.pubLocks.seed = maphash.MakeSeed()
 	s.upgrader = websocket.Upgrader{
 		// The reader reads frames itself (frame.go) and the writer frames its own; gorilla does
 		// the handshake, and its buffers are kept at their minimum.

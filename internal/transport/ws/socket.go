@@ -1,7 +1,9 @@
 package ws
 
 import (
+	"errors"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -51,6 +53,7 @@ type sockWriter struct {
 	sock     socket
 	timeout  time.Duration
 	limit    func(time.Time) time.Time // the deadline for a write starting now (the server's writeDeadline)
+	patience time.Duration             // how long a write may wait for room before the client counts as stuck; 0: no such wait
 	deadline time.Time                 // the write deadline currently set on the socket
 	unsent   []byte                    // the end of the last batch, not yet written; aliases the batch's buffer
 }
@@ -83,14 +86,30 @@ func (w *sockWriter) try(b []byte, now time.Time) (done bool, err error) {
 // pending reports whether a batch is waiting for finish.
 func (w *sockWriter) pending() bool { return w.unsent != nil }
 
-// finish writes, waiting for room, what try left.
-func (w *sockWriter) finish(now time.Time) error {
+// finish writes, waiting for room, what try left. It waits at most patience first: a socket that
+// has no room for that long belongs to a client that is not keeping up, which stuck is told (so that
+// publishers stop waiting for it); then it waits until the write deadline.
+func (w *sockWriter) finish(now time.Time, stuck func()) error {
 	if w.unsent == nil {
 		return nil
 	}
-	err := w.write(w.unsent, now)
+	b := w.unsent
 	w.unsent = nil
-	return err
+	if w.patience > 0 {
+		limit := w.limit(now)
+		if d := now.Add(w.patience); d.Before(limit) {
+			_ = w.sock.SetWriteDeadline(d)
+			w.deadline = time.Time{} // the next arm sets the real one again
+			n, err := w.sock.Write(b)
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+			stuck()
+			b = b[n:]
+			now = time.Now()
+		}
+	}
+	return w.write(b, now)
 }
 
 // write writes b, waiting for room until the write deadline.

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,4 +69,41 @@ func (g *stallGate) wait(max time.Duration) time.Duration {
 	}
 	t.Stop()
 	return time.Since(start)
+}
+
+// publishStripes is how many locks publishes to different topics are spread over.
+const publishStripes = 64
+
+// publishLocks make a publisher's look at the gate and its publish one step, per topic. Without
+// them, the readers of a hundred publishing connections queue on the topic's own lock after they
+// have found the gate open: when it closes, every one of them still publishes, and a queue of a
+// hundred overflows from its high-water mark. Publishes to one topic are serialised by the topic
+// anyway; two topics share a lock only when their names hash alike.
+type publishLocks struct {
+	seed  maphash.Seed
+	locks [publishStripes]sync.Mutex
+}
+
+func (p *publishLocks) of(topic string) *sync.Mutex {
+	return &p.locks[maphash.String(p.seed, topic)%publishStripes]
+}
+
+// admit waits, holding mu when it returns, until nobody is behind or max has passed since it
+// started; it returns how long it waited. mu is held while it looks at the gate, and released
+// while it waits.
+func (g *stallGate) admit(mu *sync.Mutex, max time.Duration) time.Duration {
+	mu.Lock()
+	if max <= 0 || g.behind.Load() == 0 {
+		return 0
+	}
+	start := time.Now()
+	for {
+		left := max - time.Since(start)
+		if left <= 0 || g.behind.Load() == 0 {
+			return time.Since(start)
+		}
+		mu.Unlock()
+		g.wait(left)
+		mu.Lock()
+	}
 }

@@ -230,11 +230,10 @@ func (c *conn) step() (stepResult, error) {
 		return stepDone, err
 	}
 	if !done {
-		c.socketFull()
 		return stepBlocked, nil
 	}
-	if c.out.blocked.Load() {
-		c.out.blocked.Store(false)
+	if c.out.stuck.Load() {
+		c.out.stuck.Store(false) // a whole batch fitted: the client reads again
 	}
 	more := w.b.more
 	c.written(time.Now())
@@ -251,7 +250,7 @@ func (c *conn) finishBatch() error {
 	if !c.w.sock.pending() {
 		return nil
 	}
-	if err := c.w.sock.finish(time.Now()); err != nil {
+	if err := c.w.sock.finish(time.Now(), c.socketStuck); err != nil {
 		c.lostBatch()
 		return err
 	}
@@ -310,10 +309,11 @@ func (c *conn) caughtUp() {
 	}
 }
 
-// socketFull notes that the client is not reading as fast as we write: from now on its queue's
-// overflow policy is what protects the server, and publishers are not held back for it.
-func (c *conn) socketFull() {
-	c.out.blocked.Store(true)
+// socketStuck notes that the client's socket has taken nothing for a whole stall bound: the client
+// is not reading as fast as we write, so from now on its queue's overflow policy is what protects
+// the server, and publishers are not held back for it.
+func (c *conn) socketStuck() {
+	c.out.stuck.Store(true)
 	if c.out.behind.CompareAndSwap(true, false) {
 		c.s.stall.leave()
 	}

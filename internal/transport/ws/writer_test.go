@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +30,8 @@ type fakeSocket struct {
 	deadlines int
 	changed   chan struct{} // signalled after every write
 	closed    chan struct{}
-	hold      chan struct{} // when set, Write waits for it (or close) before writing
+	hold      chan struct{} // when set, Write waits for it (or close, or the deadline) before writing
+	deadline  time.Time
 }
 
 func newFakeSocket(room int) *fakeSocket {
@@ -57,12 +59,20 @@ func (f *fakeSocket) TryWrite(b []byte) (int, error) {
 
 func (f *fakeSocket) Write(b []byte) (int, error) {
 	f.mu.Lock()
-	hold := f.hold
+	hold, deadline := f.hold, f.deadline
 	f.mu.Unlock()
 	if hold != nil {
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-hold:
 		case <-f.closed:
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
 		}
 	}
 	f.mu.Lock()
@@ -78,8 +88,9 @@ func (f *fakeSocket) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (f *fakeSocket) SetWriteDeadline(time.Time) error {
+func (f *fakeSocket) SetWriteDeadline(d time.Time) error {
 	f.mu.Lock()
+	f.deadline = d
 	f.deadlines++
 	f.mu.Unlock()
 	return nil
@@ -241,22 +252,22 @@ func TestFullSocketHandsOverToTheConnectionsWriter(t *testing.T) {
 	if s := seqsOf(parseFrames(t, sock.waitWritten(t, 1))); len(s) != 5 || s[0] != 1 || s[4] != 5 {
 		t.Fatalf("events %v, want 1..5 in order, each once", s)
 	}
-	if !c.out.blocked.Load() {
-		t.Fatal("a write that found the socket full must mark the connection blocked")
+	if c.out.stuck.Load() {
+		t.Fatal("a socket that took the batch's end at once is not stuck")
 	}
 	if sock.writes != 1 {
 		t.Fatalf("%d blocking writes, want one for the batch's end", sock.writes)
 	}
 	retire(t, c)
 
-	// With room again, the next wake goes to a flusher, and a write that fits clears blocked.
+	// With room again, the next wake goes to a flusher.
 	sock.mu.Lock()
 	sock.room = -1
 	sock.mu.Unlock()
 	publishN(t, top, 1)
 	flusher(t, s)
-	if c.out.blocked.Load() {
-		t.Fatal("blocked after a write that fitted")
+	if got := seqsOf(parseFrames(t, sock.waitWritten(t, 1))); len(got) != 6 {
+		t.Fatalf("events %v after the flusher's turn, want 1..6", got)
 	}
 }
 
@@ -279,25 +290,43 @@ func TestTheStallGateWaitsOnlyForConnectionsThatCanBeWritten(t *testing.T) {
 		t.Fatalf("a publisher waited %v with nobody behind", d)
 	}
 
-	// A socket that is full: the client is slow, not the server. Publishers must not wait for it.
+	// A socket that is full for a moment: the client still reads, so publishers keep waiting.
+	c.w.sock.patience = 50 * time.Millisecond
 	sock.mu.Lock()
 	sock.room = 0
+	sock.mu.Unlock()
+	publishN(t, top, 2)
+	flusher(t, s) // the socket takes nothing without waiting: handed over to the writer goroutine
+	sock.waitUntil(t, func() bool { return sock.writes == 1 })
+	if c.out.stuck.Load() {
+		t.Fatal("a socket that took a waiting write at once is stuck")
+	}
+	retire(t, c)
+
+	// A socket that takes nothing for a whole stall bound: the client is slow, not the server, so
+	// publishers stop waiting for it, and do not wait for it again until a write fits at once.
+	sock.mu.Lock()
 	sock.hold = make(chan struct{})
 	sock.mu.Unlock()
 	publishN(t, top, 2)
 	if s.stall.behind.Load() != 1 {
-		t.Fatal("behind before the write found the socket full")
+		t.Fatal("not behind before the socket was found stuck")
 	}
-	flusher(t, s) // the socket takes nothing: handed over, and out of the gate
-	if !c.out.blocked.Load() || s.stall.behind.Load() != 0 {
-		t.Fatalf("blocked=%v behind=%d: a full socket must leave the gate", c.out.blocked.Load(), s.stall.behind.Load())
+	start := time.Now()
+	flusher(t, s)
+	if d := s.stall.wait(waitFor); d > waitFor/2 {
+		t.Fatalf("a publisher waited %v for a stuck client; the bound is %v", d, c.w.sock.patience)
+	}
+	if !c.out.stuck.Load() || s.stall.behind.Load() != 0 || time.Since(start) < c.w.sock.patience {
+		t.Fatalf("stuck=%v behind=%d after %v: a client that takes nothing for the bound must leave the gate, not sooner",
+			c.out.stuck.Load(), s.stall.behind.Load(), time.Since(start))
 	}
 	publishN(t, top, 4) // the queue refills past half: still nobody to wait for
 	if s.stall.behind.Load() != 0 {
-		t.Fatal("a blocked connection entered the gate")
+		t.Fatal("a stuck connection entered the gate")
 	}
 	close(sock.hold) // the client reads again
-	sock.waitWritten(t, 1)
+	sock.waitUntil(t, func() bool { return sock.writes >= 2 })
 	retire(t, c)
 }
 
