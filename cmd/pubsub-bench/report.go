@@ -80,6 +80,8 @@ type serverStats struct {
 	Delivered         *float64 `json:"delivered,omitempty"`
 	Dropped           *float64 `json:"dropped,omitempty"`
 	SlowDisconnects   *float64 `json:"slow_consumer_disconnects,omitempty"`
+	PublisherStalls   *float64 `json:"publisher_stalls,omitempty"`
+	StalledSec        *float64 `json:"publisher_stalled_sec,omitempty"` // summed over the stalls
 }
 
 type cpuStats struct {
@@ -222,6 +224,8 @@ func (b *bench) collect(base, before, after phase, held *phase, pt phaseTimes, d
 			Delivered:       counterDelta(before, after, "pubsub_messages_delivered_total"),
 			Dropped:         counterDelta(before, after, "pubsub_messages_dropped_total"),
 			SlowDisconnects: counterDelta(before, after, "pubsub_slow_consumer_disconnects_total"),
+			PublisherStalls: counterDelta(before, after, "pubsub_publisher_stalls_total"),
+			StalledSec:      counterDelta(before, after, "pubsub_publisher_stall_seconds_sum"),
 		}
 	} else if after.serverE != nil {
 		r.Warnings = append(r.Warnings, after.serverE.Error())
@@ -374,6 +378,10 @@ func (r *result) writeTable(w io.Writer) error {
 		if s.Delivered != nil {
 			fmt.Fprintf(w, "server says  published %s  delivered %s  dropped %s  slow-consumer disconnects %s\n",
 				fmtPtr(s.Published), fmtPtr(s.Delivered), fmtPtr(s.Dropped), fmtPtr(s.SlowDisconnects))
+		}
+		if s.PublisherStalls != nil && *s.PublisherStalls > 0 && s.StalledSec != nil {
+			fmt.Fprintf(w, "server says  %s publishes stalled, %.2fs in all (delivery was behind for subscribers that read)\n",
+				fmtPtr(s.PublisherStalls), *s.StalledSec)
 		}
 	}
 	fmt.Fprintf(w, "bench cpu    %.2fs = %.2fs per 1M deliveries\n", r.Bench.CPUSec, r.Bench.CPUPerMDeliveries)

@@ -33,6 +33,8 @@ var serverCounters = []string{
 	"pubsub_messages_delivered_total",
 	"pubsub_messages_dropped_total",
 	"pubsub_slow_consumer_disconnects_total",
+	"pubsub_publisher_stalls_total",
+	"pubsub_publisher_stall_seconds_sum",
 }
 
 // sampler reads the server's resources: /proc/<pid> when a pid is given
