@@ -25,7 +25,9 @@ type pubPayload struct {
 // once, in each publisher's order, with topic seq increasing by one.
 func TestConcurrentFanout(t *testing.T) {
 	const pubs, subs, each = 50, 10, 40
-	s := newServer(t, serverOpts{queue: pubs * each})
+	// The subscribers read only once every publisher has its acks: until then their sockets may
+	// be full, and the write timeout must not cut them off however long publishing takes.
+	s := newServer(t, serverOpts{queue: pubs * each, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "fan")
 	readers := make([]*client, subs)
 	for i := range readers {
@@ -92,7 +94,8 @@ func TestConcurrentFanout(t *testing.T) {
 // TestReplayBoundary: while a publisher keeps publishing, a subscriber asking for last_n gets its
 // ack, then a gap-free run of seqs: history, then live, nothing lost or repeated at the seam.
 func TestReplayBoundary(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 10000, history: 50})
+	// The publisher never reads its acks: the write timeout must not cut it off mid-test.
+	s := newServer(t, serverOpts{queue: 10000, history: 50, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "r")
 	pub := s.dial(t)
 	stop := make(chan struct{})
@@ -201,7 +204,10 @@ func publishBig(t *testing.T, pub *client, topic string, n, size int) {
 }
 
 func TestDropOldestTellsTheSubscriber(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 4, policy: domain.DropOldest})
+	// The slow subscriber reads nothing until all n messages are published, which takes seconds
+	// under the race detector on a busy machine: only drop_oldest may act on that stall, never
+	// the write timeout (which would close the connection and fail the reads below).
+	s := newServer(t, serverOpts{queue: 4, policy: domain.DropOldest, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "slow")
 	slow, fast, pub := s.dial(t), s.dial(t), s.dial(t)
 	slow.subscribe("slow", "slow", 0)
@@ -445,7 +451,9 @@ func TestGracefulShutdown(t *testing.T) {
 // TestShutdownBoundedByDrainTimeout: a subscriber that reads nothing cannot hold the shutdown
 // past its deadline.
 func TestShutdownBoundedByDrainTimeout(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 1000})
+	// Only the drain deadline may end the stuck subscriber's write: with a write timeout shorter
+	// than the publishing below, it could be gone before the shutdown, which would prove nothing.
+	s := newServer(t, serverOpts{queue: 1000, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "t")
 	stuck, pub := s.dial(t), s.dial(t)
 	stuck.subscribe("t", "s", 0)

@@ -629,7 +629,9 @@ func TestMessageFlowMetrics(t *testing.T) {
 // TestDropOldestMetrics: every message the drop_oldest policy discards is counted, and matches what
 // the subscriber was told in its SLOW_CONSUMER notices.
 func TestDropOldestMetrics(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 4, policy: domain.DropOldest})
+	// The subscriber reads nothing while n messages are published: only drop_oldest may act on
+	// that stall, never the write timeout, however long publishing takes.
+	s := newServer(t, serverOpts{queue: 4, policy: domain.DropOldest, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "slow")
 	slow, pub := s.dial(t), s.dial(t)
 	slow.subscribe("slow", "slow", 0)
@@ -694,7 +696,8 @@ func TestDisconnectMetrics(t *testing.T) {
 
 // backlog publishes large messages to topic while sub reads nothing, until the subscriber's queue
 // holds more than 8 events (the queue-depth histogram sees it): the socket buffers are full and
-// the writer is stuck, so those events stay queued. It returns how many it published.
+// the writer is stuck, so those events stay queued. It returns how many it published. The server's
+// write timeout must outlast the stall (see stalledPeerWriteTimeout), or the subscriber may be gone.
 func backlog(t *testing.T, s *testServer, pub *client, topic string) int {
 	t.Helper()
 	payload := strings.Repeat("y", 64<<10)
@@ -718,7 +721,7 @@ func backlog(t *testing.T, s *testServer, pub *client, topic string) int {
 // TestTopicDeletedDropMetrics: deleting a topic discards what its subscribers still had queued; the
 // count is exactly what the subscriber never got.
 func TestTopicDeletedDropMetrics(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 5000})
+	s := newServer(t, serverOpts{queue: 5000, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "del")
 	sub, pub := s.dial(t), s.dial(t)
 	sub.subscribe("del", "s", 0)
@@ -747,7 +750,8 @@ func TestTopicDeletedDropMetrics(t *testing.T) {
 // TestConnectionClosedDropMetrics: a subscriber that goes away with events queued has them counted
 // as lost when its connection is torn down.
 func TestConnectionClosedDropMetrics(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 5000})
+	// The close below, not the write timeout, must be what ends the stuck subscriber.
+	s := newServer(t, serverOpts{queue: 5000, ws: wsConfig(func(c *wsCfg) { c.WriteTimeout = stalledPeerWriteTimeout(t) })})
 	s.createTopic(t, "cc")
 	sub, pub := s.dial(t), s.dial(t)
 	sub.subscribe("cc", "s", 0)
