@@ -83,6 +83,12 @@ func (c *conn) Wake() {
 // this client has lately waited a whole stall bound for room (the client is slow, not the server),
 // publishers are held back until we have caught up (see stallGate).
 func (c *conn) Backlogged() {
+	c.out.backlogs.Add(1)
+	c.holdPublishers()
+}
+
+// holdPublishers counts the connection in the stall gate, unless it is stuck or counted already.
+func (c *conn) holdPublishers() {
 	if !c.out.stuck.Load() && !c.out.behind.Load() && c.out.behind.CompareAndSwap(false, true) {
 		c.s.stall.enter()
 	}

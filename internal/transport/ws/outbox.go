@@ -39,7 +39,8 @@ type outbox struct {
 	busy         atomic.Bool // owner: wrote since the clock last looked
 	stopping     atomic.Bool // Server.Shutdown: say goodbye and close
 	readerExited atomic.Bool // reader: reading is over; tear down
-	behind       atomic.Bool // fan-out sets, owner clears: counted in the server's stall gate
+	behind       atomic.Bool   // fan-out sets, owner clears: counted in the server's stall gate
+	backlogs     atomic.Uint32 // fan-out: half-full crossings, so the owner never clears one it has not drained
 	stuck        atomic.Bool // owner: a write waited a stall bound for room, and none has fitted since
 }
 

@@ -212,6 +212,7 @@ func (c *conn) flush() error {
 func (c *conn) step() (stepResult, error) {
 	w := &c.w
 	now := time.Now()
+	seen := c.out.backlogs.Load() // before the drain: see caughtUp
 	replies := c.out.take(&w.snapshot)
 	w.b.build(w.snapshot, replies, c.out.pingDue.Swap(false), now, c.s.sampled)
 	c.settle(now)
@@ -219,7 +220,7 @@ func (c *conn) step() (stepResult, error) {
 		return stepOverflow, nil
 	}
 	if len(w.b.buf) == 0 {
-		c.caughtUp()
+		c.caughtUp(seen)
 		return stepDone, nil
 	}
 	c.out.busy.Store(true)
@@ -240,7 +241,7 @@ func (c *conn) step() (stepResult, error) {
 	if more {
 		return stepMore, nil
 	}
-	c.caughtUp()
+	c.caughtUp(seen)
 	return stepDone, nil
 }
 
@@ -301,11 +302,17 @@ func (c *conn) lostBatch() {
 }
 
 // caughtUp is the end of a turn with nothing left to write: the batch buffer goes back to the pool,
-// and the connection no longer holds publishers back.
-func (c *conn) caughtUp() {
+// and the connection no longer holds publishers back, unless a queue crossed its high-water mark
+// since the drain (seen is the count of crossings before it): clearing that crossing's mark would
+// let publishers overflow the queue with no crossing left to stop them. The wake that came with
+// it brings another turn, which drains and clears it.
+func (c *conn) caughtUp(seen uint32) {
 	c.w.b.release()
-	if c.out.behind.Load() && c.out.behind.CompareAndSwap(true, false) {
+	if c.out.behind.Load() && c.out.backlogs.Load() == seen && c.out.behind.CompareAndSwap(true, false) {
 		c.s.stall.leave()
+		if c.out.backlogs.Load() != seen { // a crossing came between the look and the swap
+			c.holdPublishers()
+		}
 	}
 }
 
