@@ -32,16 +32,16 @@ type outbox struct {
 	wake    chan struct{} // cap 1: "there is something to write"
 	writing atomic.Bool   // the write side is owned
 
-	pingDue      atomic.Bool // clock: a WebSocket ping is due
-	beatDue      atomic.Bool // clock: an info heartbeat is due
-	statsDue     atomic.Bool // clock: publish the stats window
-	retire       atomic.Bool // clock: the writer goroutine has been idle a whole period; it may exit
-	busy         atomic.Bool // owner: wrote since the clock last looked
-	stopping     atomic.Bool // Server.Shutdown: say goodbye and close
-	readerExited atomic.Bool // reader: reading is over; tear down
+	pingDue      atomic.Bool   // clock: a WebSocket ping is due
+	beatDue      atomic.Bool   // clock: an info heartbeat is due
+	statsDue     atomic.Bool   // clock: publish the stats window
+	retire       atomic.Bool   // clock: the writer goroutine has been idle a whole period; it may exit
+	busy         atomic.Bool   // owner: wrote since the clock last looked
+	stopping     atomic.Bool   // Server.Shutdown: say goodbye and close
+	readerExited atomic.Bool   // reader: reading is over; tear down
 	behind       atomic.Bool   // fan-out sets, owner clears: counted in the server's stall gate
 	backlogs     atomic.Uint32 // fan-out: half-full crossings, so the owner never clears one it has not drained
-	stuck        atomic.Bool // owner: a write waited a stall bound for room, and none has fitted since
+	stuck        atomic.Bool   // owner: a write waited a stall bound for room, and none has fitted since
 }
 
 func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1)} }
