@@ -288,6 +288,13 @@ func TestShutdownIsOrdered(t *testing.T) {
 		SpanProcessor: probe,
 	})
 	ws := dial(t, r.Addr())
+	// The client's handshake can complete before the server has counted the connection; a shutdown
+	// in between refuses it without a drain, which is not what this test looks at.
+	for deadline := time.Now().Add(waitFor); r.WebSocket().Connections() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never counted the WebSocket connection")
+		}
+	}
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- r.Shutdown(context.Background()) }()
 
