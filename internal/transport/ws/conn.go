@@ -83,6 +83,9 @@ func (c *conn) Wake() {
 // this client has lately waited a whole stall bound for room (the client is slow, not the server),
 // publishers are held back until we have caught up (see stallGate).
 func (c *conn) Backlogged() {
+	if c.s.cfg.PublishStallMax <= 0 {
+		return // stalls are off: nobody waits, so nobody need count
+	}
 	c.out.backlogs.Add(1)
 	c.holdPublishers()
 }
