@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/transport/ws"
 	"github.com/pubsubd/pubsub/telemetry/telemetrytest"
 )
 
@@ -664,14 +665,17 @@ func TestDropOldestMetrics(t *testing.T) {
 // TestDisconnectMetrics: the disconnect policy counts what the subscriber lost, the disconnect,
 // the SLOW_CONSUMER error and a 1008 close, and does not count the loss twice at teardown.
 func TestDisconnectMetrics(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 4, policy: domain.Disconnect})
+	// A subscriber that reads one 32 KiB frame per 20 ms needs 80 ms for a batch of 4: far longer
+	// than the 10 ms a write may wait before the client counts as too slow to wait for (half this
+	// stall bound), so the policy, not a publisher stall, deals with it whatever the machine's load.
+	s := newServer(t, serverOpts{queue: 4, policy: domain.Disconnect, ws: ws.Config{PublishStallMax: 20 * time.Millisecond}})
 	s.createTopic(t, "d")
 	slow, pub := s.dial(t), s.dial(t)
 	slow.subscribe("d", "slow", 0)
 	done := make(chan int, 1)
 	go func() {
 		for {
-			time.Sleep(5 * time.Millisecond) // the slow reader's processing time, not synchronisation
+			time.Sleep(20 * time.Millisecond) // the slow reader's processing time, not synchronisation
 			if _, err := slow.tryRead(waitFor); err != nil {
 				code := 0
 				if ce, ok := err.(*websocket.CloseError); ok {
