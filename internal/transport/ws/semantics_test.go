@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pubsubd/pubsub/internal/domain"
+	"github.com/pubsubd/pubsub/internal/transport/ws"
 	"github.com/pubsubd/pubsub/internal/service"
 )
 
@@ -263,8 +264,10 @@ func TestDropOldestTellsTheSubscriber(t *testing.T) {
 
 // TestDisconnectPolicyCloses1008: a subscriber that reads, but slower than the topic publishes,
 // overflows its queue; it is told SLOW_CONSUMER and closed with 1008, after the events it had.
+// "Slower" is relative to the stall bound the test sets: a batch of 4 of its frames takes it 80ms,
+// far past the 10ms a write may wait before the client is not waited for (see TestDisconnectMetrics).
 func TestDisconnectPolicyCloses1008(t *testing.T) {
-	s := newServer(t, serverOpts{queue: 4, policy: domain.Disconnect})
+	s := newServer(t, serverOpts{queue: 4, policy: domain.Disconnect, ws: ws.Config{PublishStallMax: 20 * time.Millisecond}})
 	s.createTopic(t, "d")
 	slow, pub := s.dial(t), s.dial(t)
 	slow.subscribe("d", "slow", 0)
@@ -276,7 +279,7 @@ func TestDisconnectPolicyCloses1008(t *testing.T) {
 	go func() {
 		var frames []frame
 		for {
-			time.Sleep(5 * time.Millisecond) // the slow reader's processing time, not synchronisation
+			time.Sleep(20 * time.Millisecond) // the slow reader's processing time, not synchronisation
 			f, err := slow.tryRead(waitFor)
 			if err != nil {
 				ce, _ := err.(*websocket.CloseError)
