@@ -13,8 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pubsubd/pubsub/internal/domain"
-	"github.com/pubsubd/pubsub/internal/transport/ws"
 	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/ws"
 )
 
 type pubPayload struct {
