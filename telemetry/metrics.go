@@ -46,6 +46,40 @@ const (
 
 var panicComponents = []string{PanicReader, PanicWriter, PanicFlusher, PanicClock, PanicParker, PanicHTTP, PanicOther}
 
+// Limits, the values of pubsub_limit_rejections_total's limit label: which bound refused a client.
+const (
+	LimitTopics            = "topics"             // PUBSUB_MAX_TOPICS
+	LimitSubscriptions     = "subscriptions"      // PUBSUB_MAX_SUBSCRIPTIONS
+	LimitConnSubscriptions = "conn_subscriptions" // PUBSUB_MAX_SUBSCRIPTIONS_PER_CONN
+	LimitConnections       = "connections"        // PUBSUB_MAX_CONNECTIONS
+	LimitAddrConnections   = "addr_connections"   // PUBSUB_MAX_CONNECTIONS_PER_ADDR
+	LimitPublishRate       = "publish_rate"       // PUBSUB_PUBLISH_RATE / _BURST
+	LimitEventMemory       = "event_memory"       // PUBSUB_MAX_EVENT_BYTES
+	LimitBufferMemory      = "buffer_memory"      // PUBSUB_MAX_BUFFER_BYTES
+	LimitReplies           = "replies"            // PUBSUB_MAX_REPLY_BYTES: a client that does not read its replies
+	LimitFrameSize         = "frame_size"         // PUBSUB_MAX_FRAME_BYTES (close 1009)
+	LimitMessageTimeout    = "message_timeout"    // PUBSUB_MESSAGE_TIMEOUT: an unfinished message
+	LimitFieldLength       = "field_length"       // client_id, request_id, message.headers
+	LimitBodySize          = "body_size"          // PUBSUB_MAX_BODY_BYTES
+	LimitOther             = "other"              // any limit not listed above
+)
+
+var limitNames = []string{LimitTopics, LimitSubscriptions, LimitConnSubscriptions, LimitConnections,
+	LimitAddrConnections, LimitPublishRate, LimitEventMemory, LimitBufferMemory, LimitReplies, LimitFrameSize,
+	LimitMessageTimeout, LimitFieldLength, LimitBodySize, LimitOther}
+
+// Authentication failure reasons, the values of pubsub_auth_failures_total's reason label.
+const (
+	AuthMissing  = "missing"  // no key and no token
+	AuthInvalid  = "invalid"  // a key or token that is not ours, or a token past its expiry
+	AuthScope    = "scope"    // a valid principal without the scope for the operation or topic
+	AuthTakeover = "takeover" // a client_id held by another principal
+	AuthOrigin   = "origin"   // a browser Origin that is not allowed to open /ws
+	AuthOther    = "other"
+)
+
+var authReasons = []string{AuthMissing, AuthInvalid, AuthScope, AuthTakeover, AuthOrigin, AuthOther}
+
 // CloseCodes are the values of the connections-closed code label; anything else is "other".
 var closeCodes = []int{1000, 1001, 1006, 1008, 1009, 1011}
 
@@ -77,6 +111,8 @@ type Metrics struct {
 	publisherStalls    prometheus.Counter
 	publisherStallTime prometheus.Histogram
 	panics             map[string]prometheus.Counter
+	limitRejections    map[string]prometheus.Counter
+	authFailures       map[string]prometheus.Counter
 
 	FanoutDuration prometheus.Histogram
 	FanoutWidth    prometheus.Histogram
@@ -175,6 +211,12 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	panics := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubsub_panics_total",
 		Help: "Panics recovered in long-lived and per-connection goroutines, by component."}, []string{"component"})
 	m.panics = children(panics, panicComponents)
+	limits := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubsub_limit_rejections_total",
+		Help: "Requests, frames and connections refused because a configured limit was reached, by limit."}, []string{"limit"})
+	m.limitRejections = children(limits, limitNames)
+	auth := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubsub_auth_failures_total",
+		Help: "Requests, frames and handshakes refused by authentication or authorization, by reason."}, []string{"reason"})
+	m.authFailures = children(auth, authReasons)
 
 	m.FanoutDuration = newHistogram("pubsub_fanout_duration_seconds", "Time to hand one message to every subscriber queue of its topic.", latencyBuckets)
 	m.FanoutWidth = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pubsub_fanout_subscribers",
@@ -239,7 +281,7 @@ func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	build.WithLabelValues(info.Version, info.Revision, goVersion).Set(1)
 
 	reg.MustRegister(opsTotal, opsDur, errs, m.Published, m.Delivered, m.Replayed, drops, m.SlowDisc,
-		m.publisherStalls, m.publisherStallTime, panics,
+		m.publisherStalls, m.publisherStallTime, panics, limits, auth,
 		m.FanoutDuration, m.FanoutWidth, m.DeliveryLat, m.QueueDepth, fin, fout, bin, bout,
 		m.ConnsOpened, closed, m.httpRequests, m.httpDuration, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -305,6 +347,26 @@ func (m *Metrics) Panicked(component string) {
 	c := m.panics[component]
 	if c == nil {
 		c = m.panics[PanicOther]
+	}
+	c.Inc()
+}
+
+// LimitRejected counts one refusal by limit (one of the Limit* constants; anything else counts as
+// LimitOther).
+func (m *Metrics) LimitRejected(limit string) {
+	c := m.limitRejections[limit]
+	if c == nil {
+		c = m.limitRejections[LimitOther]
+	}
+	c.Inc()
+}
+
+// AuthFailed counts one refusal by authentication or authorization (one of the Auth* constants;
+// anything else counts as AuthOther).
+func (m *Metrics) AuthFailed(reason string) {
+	c := m.authFailures[reason]
+	if c == nil {
+		c = m.authFailures[AuthOther]
 	}
 	c.Inc()
 }

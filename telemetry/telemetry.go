@@ -52,6 +52,8 @@ type Telemetry struct {
 	Propagator propagation.TextMapPropagator
 	Metrics    *Metrics
 	Logger     *slog.Logger
+	// Refusals logs client errors and refusals at a bounded rate (10 a second, bursts of 20).
+	Refusals *RefusalLog
 
 	tracing       bool
 	deliverySpans int32
@@ -76,6 +78,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		Propagator:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		Metrics:       NewMetrics(cfg.Build, cfg.Labels),
 		Logger:        logger,
+		Refusals:      NewRefusalLog(logger, 10, 20),
 		deliverySpans: int32(max(cfg.DeliverySpans, 0)),
 		Tracer:        noop.NewTracerProvider().Tracer("pubsub"),
 	}

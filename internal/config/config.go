@@ -36,7 +36,55 @@ type Config struct {
 	PublishStallMax time.Duration
 	AllowedOrigins  []string
 	DeliverySpans   int
+
+	// Limits: everything a client can grow is bounded by count and by bytes. README's "Limits and
+	// the memory bound" writes the worst case as a formula of these.
+	Limits Limits
+	// Auth turns authentication on when a key, a key file or a token key is set.
+	Auth Auth
+	// PprofEnabled serves /debug/pprof on the admin listener.
+	PprofEnabled bool
 }
+
+// Limits bound what clients can make the process hold. Zero disables a count or rate limit; byte
+// budgets and timeouts are always on.
+type Limits struct {
+	MaxTopics               int // topics in the process
+	MaxSubscriptions        int // subscriptions in the process
+	MaxSubscriptionsPerConn int
+	MaxConnections          int
+	MaxConnectionsPerAddr   int     // per client IP address
+	PublishRate             float64 // publishes per second per connection (token bucket)
+	PublishBurst            int     // the bucket's size
+
+	HistoryMaxBytes int64 // per topic: payload bytes kept for last_n
+	QueueMaxBytes   int64 // per subscription: bytes of events queued
+	EventMaxBytes   int64 // whole process: bytes of events held by topics (history and queues)
+	BatchMaxBytes   int64 // per connection: one write batch
+	ReplyMaxBytes   int64 // per connection: replies the client has not read yet
+	BufferMaxBytes  int64 // whole process: connection read and write buffers beyond a small allowance
+
+	MessageTimeout time.Duration // a client message that has started must be complete within this
+	MaxIDBytes     int           // client_id and request_id
+	MaxHeaderBytes int           // each key and each value of message.headers
+
+	MaxBodyBytes          int64 // REST request body
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxHeaderBytes    int
+	ListPageMax           int // entries in one page of GET /topics and GET /stats
+}
+
+// Auth configures authentication. It is on when any of the three is set.
+type Auth struct {
+	APIKey       string // one key with every scope (PUBSUB_API_KEY)
+	KeysFile     string // hashed keys with scopes
+	TokenKeyFile string // HMAC secret that signs browser tokens
+}
+
+// Enabled reports whether requests must authenticate.
+func (a Auth) Enabled() bool { return a.APIKey != "" || a.KeysFile != "" || a.TokenKeyFile != "" }
 
 // Addr is the application listener's address.
 func (c Config) Addr() string { return c.Host + ":" + strconv.Itoa(c.Port) }
@@ -48,12 +96,12 @@ type setting struct {
 }
 
 func settings() []setting {
-	return []setting{
+	base := []setting{
 		{"host", "PUBSUB_HOST", "", "interface to listen on (empty: all)", func(c *Config, v string) error { c.Host = v; return nil }},
 		{"port", "PUBSUB_PORT", "8080", "port of the WebSocket and REST listener (0: any free port)", func(c *Config, v string) error {
 			return intIn(&c.Port, v, 0, 65535)
 		}},
-		{"admin-addr", "PUBSUB_ADMIN_ADDR", ":9464", "address of the admin listener (/metrics, /debug/pprof); off disables it", func(c *Config, v string) error {
+		{"admin-addr", "PUBSUB_ADMIN_ADDR", "127.0.0.1:9464", "address of the admin listener (/metrics, /debug/pprof): loopback unless set (Kubernetes sets :9464); off disables it", func(c *Config, v string) error {
 			if v == "off" {
 				v = ""
 			}
@@ -114,7 +162,7 @@ func settings() []setting {
 		{"publish-stall-max", "PUBSUB_PUBLISH_STALL_MAX", "100ms", "longest pause of a publisher's reading while delivery to subscribers that read is behind (Go duration); 0 disables it", func(c *Config, v string) error {
 			return duration(&c.PublishStallMax, v, 0)
 		}},
-		{"allowed-origins", "PUBSUB_ALLOWED_ORIGINS", "", "comma-separated Origins allowed to open /ws (empty: any)", func(c *Config, v string) error {
+		{"allowed-origins", "PUBSUB_ALLOWED_ORIGINS", "", "comma-separated Origins allowed to open /ws; * allows any; empty: only the request's own host (clients that send no Origin are not browsers and pass)", func(c *Config, v string) error {
 			c.AllowedOrigins = nil
 			for _, o := range strings.Split(v, ",") {
 				if o = strings.TrimSpace(o); o != "" {
@@ -126,7 +174,139 @@ func settings() []setting {
 		{"trace-delivery-spans", "PUBSUB_TRACE_DELIVERY_SPANS", "16", "delivery spans recorded per sampled publish", func(c *Config, v string) error {
 			return intIn(&c.DeliverySpans, v, 0, 100000)
 		}},
+		{"pprof", "PUBSUB_PPROF", "false", "serve /debug/pprof on the admin listener", func(c *Config, v string) error {
+			return boolean(&c.PprofEnabled, v)
+		}},
 	}
+	return append(base, limitSettings()...)
+}
+
+// limitSettings are the bounds of #11: counts, rates, byte budgets, timeouts and authentication.
+func limitSettings() []setting {
+	l := func(c *Config) *Limits { return &c.Limits }
+	return []setting{
+		{"max-topics", "PUBSUB_MAX_TOPICS", "10000", "topics the process holds; creating more is refused (0: no limit)", func(c *Config, v string) error {
+			return intIn(&l(c).MaxTopics, v, 0, 1<<30)
+		}},
+		{"max-subscriptions", "PUBSUB_MAX_SUBSCRIPTIONS", "100000", "subscriptions the process holds (0: no limit)", func(c *Config, v string) error {
+			return intIn(&l(c).MaxSubscriptions, v, 0, 1<<30)
+		}},
+		{"max-subscriptions-per-conn", "PUBSUB_MAX_SUBSCRIPTIONS_PER_CONN", "100", "subscriptions one connection may hold (0: no limit)", func(c *Config, v string) error {
+			return intIn(&l(c).MaxSubscriptionsPerConn, v, 0, 1<<30)
+		}},
+		{"max-connections", "PUBSUB_MAX_CONNECTIONS", "10000", "WebSocket connections the process accepts (0: no limit)", func(c *Config, v string) error {
+			return intIn(&l(c).MaxConnections, v, 0, 1<<30)
+		}},
+		{"max-connections-per-addr", "PUBSUB_MAX_CONNECTIONS_PER_ADDR", "1000", "WebSocket connections from one client IP address (0: no limit)", func(c *Config, v string) error {
+			return intIn(&l(c).MaxConnectionsPerAddr, v, 0, 1<<30)
+		}},
+		{"publish-rate", "PUBSUB_PUBLISH_RATE", "10000", "publishes per second one connection may sustain, beyond its burst (0: no limit)", func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < 0 || f > 1e9 {
+				return errors.New("accepted values are numbers from 0 to 1e9")
+			}
+			l(c).PublishRate = f
+			return nil
+		}},
+		{"publish-burst", "PUBSUB_PUBLISH_BURST", "1000", "publishes one connection may send at once before its rate applies", func(c *Config, v string) error {
+			return intIn(&l(c).PublishBurst, v, 1, 1<<30)
+		}},
+		{"history-max-bytes", "PUBSUB_HISTORY_MAX_BYTES", "1MiB", "bytes of events each topic keeps for last_n (beside PUBSUB_HISTORY_SIZE)", func(c *Config, v string) error {
+			return byteSize(&l(c).HistoryMaxBytes, v, 0)
+		}},
+		{"max-queue-bytes", "PUBSUB_MAX_QUEUE_BYTES", "1MiB", "bytes of events queued per subscriber before the overflow policy applies (beside PUBSUB_MAX_QUEUE_SIZE)", func(c *Config, v string) error {
+			return byteSize(&l(c).QueueMaxBytes, v, 1024)
+		}},
+		{"max-event-bytes", "PUBSUB_MAX_EVENT_BYTES", "128MiB", "bytes of events all topics together hold in history and subscriber queues", func(c *Config, v string) error {
+			return byteSize(&l(c).EventMaxBytes, v, 1<<20)
+		}},
+		{"max-batch-bytes", "PUBSUB_MAX_BATCH_BYTES", "256KiB", "bytes of one write to a client (a larger single frame goes alone)", func(c *Config, v string) error {
+			return byteSize(&l(c).BatchMaxBytes, v, 4096)
+		}},
+		{"max-reply-bytes", "PUBSUB_MAX_REPLY_BYTES", "64KiB", "bytes of replies a client may leave unread before its connection is closed (1008)", func(c *Config, v string) error {
+			return byteSize(&l(c).ReplyMaxBytes, v, 4096)
+		}},
+		{"max-buffer-bytes", "PUBSUB_MAX_BUFFER_BYTES", "64MiB", "bytes all connections together may hold in read and write buffers beyond a small allowance each", func(c *Config, v string) error {
+			return byteSize(&l(c).BufferMaxBytes, v, 1<<20)
+		}},
+		{"message-timeout", "PUBSUB_MESSAGE_TIMEOUT", "10s", "how long a client message, once started, may take to arrive whole (fragments included)", func(c *Config, v string) error {
+			return duration(&l(c).MessageTimeout, v, time.Millisecond)
+		}},
+		{"max-id-bytes", "PUBSUB_MAX_ID_BYTES", "256", "longest client_id and request_id", func(c *Config, v string) error {
+			return intIn(&l(c).MaxIDBytes, v, 16, 1<<16)
+		}},
+		{"max-header-bytes", "PUBSUB_MAX_HEADER_BYTES", "1024", "longest key and longest value in message.headers", func(c *Config, v string) error {
+			return intIn(&l(c).MaxHeaderBytes, v, 64, 1<<16)
+		}},
+		{"max-body-bytes", "PUBSUB_MAX_BODY_BYTES", "64KiB", "largest REST request body", func(c *Config, v string) error {
+			return byteSize(&l(c).MaxBodyBytes, v, 1024)
+		}},
+		{"http-read-header-timeout", "PUBSUB_HTTP_READ_HEADER_TIMEOUT", "5s", "time a client has to send a request's headers", func(c *Config, v string) error {
+			return duration(&l(c).HTTPReadHeaderTimeout, v, time.Millisecond)
+		}},
+		{"http-read-timeout", "PUBSUB_HTTP_READ_TIMEOUT", "30s", "time a client has to send a whole REST request", func(c *Config, v string) error {
+			return duration(&l(c).HTTPReadTimeout, v, time.Millisecond)
+		}},
+		{"http-idle-timeout", "PUBSUB_HTTP_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection is kept", func(c *Config, v string) error {
+			return duration(&l(c).HTTPIdleTimeout, v, time.Millisecond)
+		}},
+		{"http-max-header-bytes", "PUBSUB_HTTP_MAX_HEADER_BYTES", "32KiB", "largest request header block", func(c *Config, v string) error {
+			var n int64
+			if err := byteSize(&n, v, 4096); err != nil {
+				return err
+			}
+			l(c).HTTPMaxHeaderBytes = int(n)
+			return nil
+		}},
+		{"list-page-max", "PUBSUB_LIST_PAGE_MAX", "1000", "entries in one page of GET /topics and GET /stats", func(c *Config, v string) error {
+			return intIn(&l(c).ListPageMax, v, 1, 1<<20)
+		}},
+		{"api-key", "PUBSUB_API_KEY", "", "one API key with every scope; turns authentication on", func(c *Config, v string) error {
+			if v != "" && len(v) < 16 {
+				return errors.New("an API key needs at least 16 characters")
+			}
+			c.Auth.APIKey = v
+			return nil
+		}},
+		{"api-keys-file", "PUBSUB_API_KEYS_FILE", "", "JSON file of hashed API keys with scopes; turns authentication on", func(c *Config, v string) error {
+			c.Auth.KeysFile = v
+			return nil
+		}},
+		{"token-key-file", "PUBSUB_TOKEN_KEY_FILE", "", "file holding the HMAC secret that signs browser tokens; turns authentication on", func(c *Config, v string) error {
+			c.Auth.TokenKeyFile = v
+			return nil
+		}},
+	}
+}
+
+func boolean(dst *bool, v string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return errors.New("accepted values are true, false")
+	}
+	*dst = b
+	return nil
+}
+
+// byteSize accepts plain byte counts and the binary suffixes KiB, MiB and GiB ("64KiB").
+func byteSize(dst *int64, v string, min int64) error {
+	v = strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult || n*mult < min {
+		return fmt.Errorf("accepted values are byte counts of at least %d, optionally with KiB, MiB or GiB (e.g. 65536, 64KiB)", min)
+	}
+	*dst = n * mult
+	return nil
 }
 
 func intIn(dst *int, v string, lo, hi int) error {
@@ -235,5 +415,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.String("publish_stall_max", c.PublishStallMax.String()),
 		slog.Any("allowed_origins", c.AllowedOrigins),
 		slog.Int("trace_delivery_spans", c.DeliverySpans),
+		slog.Bool("pprof", c.PprofEnabled),
+		slog.Any("limits", c.Limits),
+		slog.Bool("auth", c.Auth.Enabled()),
 	)
 }

@@ -26,13 +26,20 @@ var allVariables = []string{
 	"PUBSUB_OVERFLOW_POLICY", "PUBSUB_LOG_LEVEL", "PUBSUB_LOG_FORMAT", "PUBSUB_WS_PING_INTERVAL",
 	"PUBSUB_WS_PING_TIMEOUT", "PUBSUB_HEARTBEAT_INTERVAL", "PUBSUB_MAX_FRAME_BYTES", "PUBSUB_DRAIN_TIMEOUT",
 	"PUBSUB_WRITE_TIMEOUT", "PUBSUB_PUBLISH_STALL_MAX", "PUBSUB_ALLOWED_ORIGINS", "PUBSUB_TRACE_DELIVERY_SPANS",
+	"PUBSUB_PPROF", "PUBSUB_MAX_TOPICS", "PUBSUB_MAX_SUBSCRIPTIONS", "PUBSUB_MAX_SUBSCRIPTIONS_PER_CONN",
+	"PUBSUB_MAX_CONNECTIONS", "PUBSUB_MAX_CONNECTIONS_PER_ADDR", "PUBSUB_PUBLISH_RATE", "PUBSUB_PUBLISH_BURST",
+	"PUBSUB_HISTORY_MAX_BYTES", "PUBSUB_MAX_QUEUE_BYTES", "PUBSUB_MAX_EVENT_BYTES", "PUBSUB_MAX_BATCH_BYTES",
+	"PUBSUB_MAX_REPLY_BYTES", "PUBSUB_MAX_BUFFER_BYTES", "PUBSUB_MESSAGE_TIMEOUT", "PUBSUB_MAX_ID_BYTES",
+	"PUBSUB_MAX_HEADER_BYTES", "PUBSUB_MAX_BODY_BYTES", "PUBSUB_HTTP_READ_HEADER_TIMEOUT", "PUBSUB_HTTP_READ_TIMEOUT",
+	"PUBSUB_HTTP_IDLE_TIMEOUT", "PUBSUB_HTTP_MAX_HEADER_BYTES", "PUBSUB_LIST_PAGE_MAX", "PUBSUB_API_KEY",
+	"PUBSUB_API_KEYS_FILE", "PUBSUB_TOKEN_KEY_FILE",
 }
 
 func defaults() config.Config {
 	return config.Config{
 		Host:            "",
 		Port:            8080,
-		AdminAddr:       ":9464",
+		AdminAddr:       "127.0.0.1:9464",
 		MaxQueueSize:    100,
 		HistorySize:     100,
 		OverflowPolicy:  domain.DropOldest,
@@ -47,6 +54,15 @@ func defaults() config.Config {
 		PublishStallMax: 100 * time.Millisecond,
 		AllowedOrigins:  nil,
 		DeliverySpans:   16,
+		Limits: config.Limits{
+			MaxTopics: 10000, MaxSubscriptions: 100000, MaxSubscriptionsPerConn: 100,
+			MaxConnections: 10000, MaxConnectionsPerAddr: 1000, PublishRate: 10000, PublishBurst: 1000,
+			HistoryMaxBytes: 1 << 20, QueueMaxBytes: 1 << 20, EventMaxBytes: 128 << 20,
+			BatchMaxBytes: 256 << 10, ReplyMaxBytes: 64 << 10, BufferMaxBytes: 64 << 20,
+			MessageTimeout: 10 * time.Second, MaxIDBytes: 256, MaxHeaderBytes: 1024,
+			MaxBodyBytes: 64 << 10, HTTPReadHeaderTimeout: 5 * time.Second, HTTPReadTimeout: 30 * time.Second,
+			HTTPIdleTimeout: time.Minute, HTTPMaxHeaderBytes: 32 << 10, ListPageMax: 1000,
+		},
 	}
 }
 
@@ -73,6 +89,19 @@ func TestLoadEnv(t *testing.T) {
 		{"port 0 picks a free port", env{"PUBSUB_PORT": "0"}, func(c *config.Config) { c.Port = 0 }},
 		{"port with spaces", env{"PUBSUB_PORT": " 81 "}, func(c *config.Config) { c.Port = 81 }},
 		{"admin addr", env{"PUBSUB_ADMIN_ADDR": "127.0.0.1:9999"}, func(c *config.Config) { c.AdminAddr = "127.0.0.1:9999" }},
+		{"byte sizes with suffixes", env{"PUBSUB_MAX_QUEUE_BYTES": "64KiB", "PUBSUB_MAX_EVENT_BYTES": "2GiB", "PUBSUB_MAX_BATCH_BYTES": "65536"},
+			func(c *config.Config) {
+				c.Limits.QueueMaxBytes, c.Limits.EventMaxBytes, c.Limits.BatchMaxBytes = 64<<10, 2<<30, 65536
+			}},
+		{"limits off", env{"PUBSUB_MAX_TOPICS": "0", "PUBSUB_PUBLISH_RATE": "0", "PUBSUB_MAX_CONNECTIONS_PER_ADDR": "0"},
+			func(c *config.Config) {
+				c.Limits.MaxTopics, c.Limits.PublishRate, c.Limits.MaxConnectionsPerAddr = 0, 0, 0
+			}},
+		{"auth", env{"PUBSUB_API_KEY": "0123456789abcdef0123", "PUBSUB_API_KEYS_FILE": "/etc/pubsub/keys.json", "PUBSUB_TOKEN_KEY_FILE": "/etc/pubsub/token.key"},
+			func(c *config.Config) {
+				c.Auth = config.Auth{APIKey: "0123456789abcdef0123", KeysFile: "/etc/pubsub/keys.json", TokenKeyFile: "/etc/pubsub/token.key"}
+			}},
+		{"pprof", env{"PUBSUB_PPROF": "true"}, func(c *config.Config) { c.PprofEnabled = true }},
 		{"queue and history", env{"PUBSUB_MAX_QUEUE_SIZE": "1", "PUBSUB_HISTORY_SIZE": "0"}, func(c *config.Config) { c.MaxQueueSize, c.HistorySize = 1, 0 }},
 		{"policy", env{"PUBSUB_OVERFLOW_POLICY": "disconnect"}, func(c *config.Config) { c.OverflowPolicy = domain.Disconnect }},
 		{"log level", env{"PUBSUB_LOG_LEVEL": "DEBUG"}, func(c *config.Config) { c.LogLevel = slog.LevelDebug }},
@@ -163,6 +192,11 @@ func TestLoadInvalid(t *testing.T) {
 		{"frame limit too small", env{"PUBSUB_MAX_FRAME_BYTES": "511"}, nil, []string{"PUBSUB_MAX_FRAME_BYTES", "integers from 512 to 67108864"}},
 		{"frame limit too large", env{"PUBSUB_MAX_FRAME_BYTES": "67108865"}, nil, []string{"PUBSUB_MAX_FRAME_BYTES", "integers from 512 to 67108864"}},
 		{"frame limit with unit", env{"PUBSUB_MAX_FRAME_BYTES": "1MB"}, nil, []string{"PUBSUB_MAX_FRAME_BYTES", "integers from 512"}},
+		{"byte size with a unit we do not read", env{"PUBSUB_MAX_QUEUE_BYTES": "1MB"}, nil, []string{"PUBSUB_MAX_QUEUE_BYTES", "KiB, MiB or GiB"}},
+		{"byte size below its floor", env{"PUBSUB_MAX_BATCH_BYTES": "1KiB"}, nil, []string{"PUBSUB_MAX_BATCH_BYTES", "at least 4096"}},
+		{"negative rate", env{"PUBSUB_PUBLISH_RATE": "-1"}, nil, []string{"PUBSUB_PUBLISH_RATE", "numbers from 0"}},
+		{"short api key", env{"PUBSUB_API_KEY": "secret"}, nil, []string{"PUBSUB_API_KEY", "at least 16 characters"}},
+		{"pprof not a bool", env{"PUBSUB_PPROF": "yes please"}, nil, []string{"PUBSUB_PPROF", "true, false"}},
 		{"drain timeout zero", env{"PUBSUB_DRAIN_TIMEOUT": "0s"}, nil, []string{"PUBSUB_DRAIN_TIMEOUT", "at least 1ms"}},
 		{"drain timeout without unit", env{"PUBSUB_DRAIN_TIMEOUT": "10"}, nil, []string{"PUBSUB_DRAIN_TIMEOUT", "at least 1ms"}},
 		{"write timeout", env{"PUBSUB_WRITE_TIMEOUT": "soon"}, nil, []string{"PUBSUB_WRITE_TIMEOUT", "at least 1ms"}},
@@ -245,7 +279,7 @@ func TestValidate(t *testing.T) {
 func TestLogValue(t *testing.T) {
 	var out bytes.Buffer
 	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "config", defaults())
-	for _, s := range []string{"config.addr=:8080", "config.admin_addr=:9464", "config.max_queue_size=100",
+	for _, s := range []string{"config.addr=:8080", "config.admin_addr=127.0.0.1:9464", "config.max_queue_size=100",
 		"config.history_size=100", "config.overflow_policy=drop_oldest", "config.log_level=INFO",
 		"config.log_format=auto", "config.ws_ping_interval=30s", "config.ws_ping_timeout=10s",
 		"config.heartbeat_interval=30s", "config.max_frame_bytes=1048576", "config.drain_timeout=10s",
