@@ -114,6 +114,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, Heartbeat: cfg.Heartbeat,
 		WriteTimeout: cfg.WriteTimeout, MaxFrameBytes: cfg.MaxFrameBytes, AllowedOrigins: cfg.AllowedOrigins,
 		PublishStallMax: cfg.PublishStallMax,
+		Buffers:         domain.NewBudget(cfg.Limits.BufferMaxBytes),
 	}
 	if opts.TuneWS != nil {
 		opts.TuneWS(&wsCfg)

@@ -41,6 +41,10 @@ type Config struct {
 	// PublishStallMax bounds how long a publishing connection's reader pauses while delivery to
 	// subscribers that read is behind (see stallGate); 0 disables the pause.
 	PublishStallMax time.Duration
+	// Buffers is the process-wide allowance for connection buffers beyond each connection's small
+	// one: large frames being read and write batches waiting for the socket (nil: unlimited).
+	// PUBSUB_MAX_BUFFER_BYTES sizes it; the read side and the write side take from the same one.
+	Buffers *domain.Budget
 }
 
 // Server accepts and tracks WebSocket connections. Create it with NewServer, then Start it; every
