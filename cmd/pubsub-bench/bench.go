@@ -48,7 +48,7 @@ type phase struct {
 func newBench(cfg config, log io.Writer) *bench {
 	return &bench{
 		cfg:       cfg,
-		rest:      newRESTClient(cfg.restURL),
+		rest:      newRESTClient(cfg.restURL, cfg.header),
 		sampler:   &sampler{pid: cfg.ServerPID, metricsURL: cfg.MetricsURL, http: &http.Client{Timeout: 5 * time.Second}},
 		id:        runID(),
 		log:       log,
@@ -170,7 +170,7 @@ func (b *bench) openSubscribers(ctx context.Context) error {
 	for range min(cfg.DialParallel, len(b.subs)) {
 		wg.Go(func() {
 			for i := range work {
-				err := b.subs[i].open(ctx, cfg.wsURL, raw)
+				err := b.subs[i].open(ctx, cfg.wsURL, cfg.header, raw)
 				if err == nil {
 					ok[i] = true
 					continue
@@ -256,7 +256,7 @@ func (b *bench) startReaders(rp readParams) error {
 
 func (b *bench) openPublishers(ctx context.Context) error {
 	for _, p := range b.pubs {
-		if err := p.open(ctx, b.cfg.wsURL, b.cfg.Size); err != nil {
+		if err := p.open(ctx, b.cfg.wsURL, b.cfg.header, b.cfg.Size); err != nil {
 			return fmt.Errorf("publisher connection: %w", err)
 		}
 		b.readers.Go(func() { p.readReplies(&b.closing) })

@@ -77,6 +77,7 @@ type dialOptions struct {
 	rcvBuf   int    // if > 0, SO_RCVBUF: small for stalled subscribers so TCP backs up quickly
 	buffered bool   // wrap in a bufConn (publishers)
 	localIP  net.IP // if set, the source address to dial from
+	header   http.Header
 }
 
 // dial opens a WebSocket to wsURL. With opts.buffered the returned
@@ -110,7 +111,7 @@ func dial(ctx context.Context, wsURL string, opts dialOptions) (*websocket.Conn,
 			return bc, nil
 		},
 	}
-	conn, resp, err := d.DialContext(ctx, wsURL, nil)
+	conn, resp, err := d.DialContext(ctx, wsURL, opts.header)
 	if err != nil {
 		if resp != nil {
 			err = fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
@@ -255,12 +256,13 @@ func errorKey(err error) string {
 
 // restClient talks to the service's REST API.
 type restClient struct {
-	base string
-	http *http.Client
+	base   string
+	header http.Header // sent with every request (the API key)
+	http   *http.Client
 }
 
-func newRESTClient(base string) *restClient {
-	return &restClient{base: base, http: &http.Client{Timeout: 10 * time.Second}}
+func newRESTClient(base string, header http.Header) *restClient {
+	return &restClient{base: base, header: header, http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (c *restClient) do(ctx context.Context, method, path string, body any, want int, out any) error {
@@ -275,6 +277,9 @@ func (c *restClient) do(ctx context.Context, method, path string, body any, want
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return err
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

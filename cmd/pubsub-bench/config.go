@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ type config struct {
 	SlowDelay    time.Duration `json:"-"`
 	Conns        int           `json:"conns,omitempty"`
 	DialParallel int           `json:"dial_concurrency"`
+	APIKey       string        `json:"-"` // never printed
 	Pollers      int           `json:"pollers"`
 	Drain        time.Duration `json:"-"`
 	JSON         bool          `json:"-"`
@@ -41,7 +44,9 @@ type config struct {
 	CPUProfile   string        `json:"-"`
 
 	// Derived by parseConfig.
-	wsURL   string
+	wsURL string
+	// header goes with every request and handshake: the API key when one is given.
+	header  http.Header
 	restURL string
 }
 
@@ -117,6 +122,7 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "deadline for in-flight acks and deliveries after publishing stops")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON line instead of the table")
 	fs.BoolVar(&c.Check, "check", false, "exit 1 if a protocol invariant broke (duplicates, reordering, leaks, silent loss, publish errors)")
+	fs.StringVar(&c.APIKey, "api-key", os.Getenv("PUBSUB_API_KEY"), "API key sent as X-API-Key on REST and the WebSocket handshake (default $PUBSUB_API_KEY)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -241,6 +247,9 @@ func (c *config) resolveURLs() error {
 	ws.Path = rest.Path + "/ws"
 	rest.RawQuery, ws.RawQuery = "", ""
 	c.restURL, c.wsURL = rest.String(), ws.String()
+	if c.APIKey != "" {
+		c.header = http.Header{"X-Api-Key": []string{c.APIKey}}
+	}
 	if err := checkLoopback("-url", u.Hostname(), c.AllowRemote); err != nil {
 		return err
 	}

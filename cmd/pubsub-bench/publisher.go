@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -268,8 +269,8 @@ func (p *publisher) readReplies(closing *atomic.Bool) {
 }
 
 // open dials the publisher's connection.
-func (p *publisher) open(ctx context.Context, wsURL string, size int) error {
-	conn, bc, err := dial(ctx, wsURL, dialOptions{readBuf: 16 << 10, writeBuf: size + 512, buffered: true})
+func (p *publisher) open(ctx context.Context, wsURL string, header http.Header, size int) error {
+	conn, bc, err := dial(ctx, wsURL, dialOptions{readBuf: 16 << 10, writeBuf: size + 512, buffered: true, header: header})
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func newServerStream() wsframe.Stream {
 // dialRaw opens a WebSocket to wsURL (ws:// only) with the bench's own
 // handshake. Bytes the server sent after its 101 response are kept for the
 // first next.
-func dialRaw(ctx context.Context, wsURL string, localIP net.IP) (*rawConn, error) {
+func dialRaw(ctx context.Context, wsURL string, localIP net.IP, header http.Header) (*rawConn, error) {
 	u, err := url.Parse(wsURL)
 	if err != nil {
 		return nil, err
@@ -71,7 +71,7 @@ func dialRaw(ctx context.Context, wsURL string, localIP net.IP) (*rawConn, error
 	if err != nil {
 		return nil, err
 	}
-	c, err := handshake(nc, u)
+	c, err := handshake(nc, u, header)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -87,7 +87,7 @@ func acceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(h[:])
 }
 
-func handshake(nc net.Conn, u *url.URL) (*rawConn, error) {
+func handshake(nc net.Conn, u *url.URL, header http.Header) (*rawConn, error) {
 	if err := nc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		return nil, err
 	}
@@ -96,7 +96,13 @@ func handshake(nc net.Conn, u *url.URL) (*rawConn, error) {
 	key := base64.StdEncoding.EncodeToString(k[:])
 	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	for k, vs := range header {
+		for _, v := range vs {
+			req += k + ": " + v + "\r\n"
+		}
+	}
+	req += "\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {
 		return nil, err
 	}

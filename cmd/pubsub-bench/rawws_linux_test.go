@@ -52,7 +52,7 @@ func TestRawClientAgainstGorilla(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	c, err := dialRaw(t.Context(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+	c, err := dialRaw(t.Context(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -117,16 +118,41 @@ func TestRawHandshakeRejectsNonWebSocket(t *testing.T) {
 	}))
 	defer srv.Close()
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
-	if _, err := dialRaw(t.Context(), wsURL, nil); !errors.Is(err, websocket.ErrBadHandshake) {
+	if _, err := dialRaw(t.Context(), wsURL, nil, nil); !errors.Is(err, websocket.ErrBadHandshake) {
 		t.Errorf("wrong accept key: %v, want a bad handshake", err)
 	}
 	missing := httptest.NewServer(http.NotFoundHandler())
 	defer missing.Close()
-	_, err := dialRaw(t.Context(), "ws"+strings.TrimPrefix(missing.URL, "http")+"/ws", nil)
+	_, err := dialRaw(t.Context(), "ws"+strings.TrimPrefix(missing.URL, "http")+"/ws", nil, nil)
 	if !errors.Is(err, websocket.ErrBadHandshake) || !strings.Contains(err.Error(), "404") {
 		t.Errorf("HTTP 404: %v, want a bad handshake naming the status", err)
 	}
-	if _, err := dialRaw(t.Context(), "wss://127.0.0.1:1/ws", nil); err == nil || !strings.Contains(err.Error(), "not ws") {
+	if _, err := dialRaw(t.Context(), "wss://127.0.0.1:1/ws", nil, nil); err == nil || !strings.Contains(err.Error(), "not ws") {
 		t.Errorf("wss: %v, want a clear refusal", err)
+	}
+}
+
+func TestEveryClientSendsTheAPIKey(t *testing.T) {
+	got := make(chan string, 3)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Method + " " + r.Header.Get("X-API-Key")
+		http.Error(w, `{"error":{"code":"UNAUTHORIZED","message":"test"}}`, http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	cfg, err := parseConfig([]string{"-url", srv.URL, "-api-key", "k-0123456789abcdef"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialRaw(t.Context(), cfg.wsURL, nil, cfg.header); err == nil {
+		t.Error("raw handshake refused with 401 reported no error")
+	}
+	if _, _, err := dial(t.Context(), cfg.wsURL, dialOptions{header: cfg.header}); err == nil {
+		t.Error("gorilla handshake refused with 401 reported no error")
+	}
+	_ = newRESTClient(cfg.restURL, cfg.header).do(t.Context(), http.MethodGet, "/health", nil, http.StatusOK, nil)
+	for range 3 {
+		if k := <-got; !strings.HasSuffix(k, " k-0123456789abcdef") {
+			t.Errorf("request %q carried no API key", k)
+		}
 	}
 }

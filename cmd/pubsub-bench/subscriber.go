@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -66,11 +67,11 @@ type subResult struct {
 
 // open dials and subscribes; it returns once the subscription is acked.
 // With raw, a fast subscriber uses the bench's own client (see rawConn).
-func (s *subscriber) open(ctx context.Context, wsURL string, raw bool) error {
+func (s *subscriber) open(ctx context.Context, wsURL string, header http.Header, raw bool) error {
 	if raw && s.kind == kindFast {
-		return s.openRaw(ctx, wsURL)
+		return s.openRaw(ctx, wsURL, header)
 	}
-	opts := dialOptions{readBuf: 32 << 10, writeBuf: 512}
+	opts := dialOptions{readBuf: 32 << 10, writeBuf: 512, header: header}
 	switch s.kind {
 	case kindStalled:
 		// Keep this side's share of the backlog small; the server's send
@@ -93,8 +94,8 @@ func (s *subscriber) open(ctx context.Context, wsURL string, raw bool) error {
 	return awaitReply(conn, "sub", 10*time.Second, func(f *frame) { s.res.tally.other(f) })
 }
 
-func (s *subscriber) openRaw(ctx context.Context, wsURL string) error {
-	c, err := dialRaw(ctx, wsURL, sourceIP(wsURL, s.n))
+func (s *subscriber) openRaw(ctx context.Context, wsURL string, header http.Header) error {
+	c, err := dialRaw(ctx, wsURL, sourceIP(wsURL, s.n), header)
 	if err != nil {
 		return err
 	}
