@@ -41,6 +41,11 @@ func Run(t *testing.T, newBroker Factory) {
 		{"concurrent publishers and subscribers", testConcurrent},
 		{"drop_oldest overflow", testDropOldest},
 		{"disconnect overflow", testDisconnect},
+		{"topic cap", testTopicCap},
+		{"subscription cap", testSubscriptionCap},
+		{"history bounded by bytes", testHistoryBytes},
+		{"queue bounded by bytes", testQueueBytes},
+		{"event memory budget", testEventBudget},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newBroker) })
