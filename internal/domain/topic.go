@@ -50,7 +50,7 @@ type Topic struct {
 	seq     uint64
 	history *Ring
 	clients map[string]*Subscription
-	list    []*Subscription // the values of subs, so the fan-out walks a slice; Subscription.index is a position in it
+	list    []*Subscription // the values of clients, so the fan-out walks a slice; Subscription.index is a position in it
 	deleted bool
 }
 
