@@ -257,3 +257,47 @@ func TestFullTopicOfLargeMessagesCostsItsHistoryBound(t *testing.T) {
 		t.Fatalf("/livez = %d", code)
 	}
 }
+
+// The same attack with the defaults (100 events, 1 MiB of history per topic, 1 MiB frames): the
+// topic that cost 216 MiB now costs about its 1 MiB history bound.
+func TestFullTopicWithDefaultsCostsAboutOneMiB(t *testing.T) {
+	r := start(t, testConfig(t), app.Options{})
+	if code, msg := postTopic(t, newClient(t), r, "big"); code != http.StatusCreated {
+		t.Fatal(code, msg)
+	}
+	pub := dial(t, r.Addr())
+	head := `{"type":"publish","topic":"big","request_id":"p","message":{"id":"00000000-0000-4000-8000-000000000001","payload":"`
+	frame := []byte(head + strings.Repeat("x", 1<<20-len(head)-8) + `"}}`) // the largest frame the default allows
+	send(t, pub, string(frame[:100])+`}`)
+	before := heapInUse()
+	for i := range 30 {
+		if err := pub.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+			t.Fatal(err)
+		}
+		if f := replyTo(t, pub, "p"); f["type"] != "ack" {
+			t.Fatalf("publish %d: %v", i, f)
+		}
+	}
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("heap grew %.2f MiB after 30 messages of 1 MiB with the default history bounds", float64(grown)/(1<<20))
+	if grown > 3<<20 {
+		t.Fatalf("heap grew %d bytes, want about the 1 MiB history bound (at most 3 MiB)", grown)
+	}
+	// last_n replays what the bytes kept: the newest message only.
+	sub := dial(t, r.Addr())
+	send(t, sub, `{"type":"subscribe","topic":"big","client_id":"late","last_n":100,"request_id":"s"}`)
+	if f := replyTo(t, sub, "s"); f["type"] != "ack" {
+		t.Fatalf("subscribe: %v", f)
+	}
+	var ev struct {
+		Type string `json:"type"`
+		Seq  uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal([]byte(sub.next(t)), &ev); err != nil || ev.Type != "event" || ev.Seq != 30 {
+		t.Fatalf("replay: %+v, %v; want the newest event, seq 30", ev, err)
+	}
+	send(t, sub, `{"type":"ping","request_id":"after"}`)
+	if f := sub.next(t); !strings.Contains(f, `"type":"pong"`) {
+		t.Fatalf("after the replay: %.200s, want the pong with no other event before it", f)
+	}
+}
