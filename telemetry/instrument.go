@@ -59,9 +59,10 @@ var (
 	kindProducer = trace.WithSpanKind(trace.SpanKindProducer)
 )
 
-// opSpan is one operation in flight: its span and its start, for the metrics at its end.
+// opSpan is one operation in flight: its context, span and start, for the metrics at its end.
 type opSpan struct {
 	in    *instrumented
+	ctx   context.Context
 	op    string
 	start time.Time
 	span  trace.Span
@@ -77,17 +78,26 @@ func (in *instrumented) begin(ctx context.Context, op, verb string, topic domain
 		span.SetName(verb + " " + string(topic))
 		span.SetAttributes(systemPubsub, attrDestination.String(string(topic)))
 	}
-	return ctx, opSpan{in: in, op: op, start: start, span: span}
+	return ctx, opSpan{in: in, ctx: ctx, op: op, start: start, span: span}
 }
 
 // end records the outcome: error attributes and status on a recording span, and the operation's
-// count and duration (with the trace as exemplar when sampled).
+// count and duration (with the trace as exemplar when sampled). An error that names the limit which
+// refused the operation (domain.LimitOf: the topic cap, the subscription cap, the event memory) is
+// counted in pubsub_limit_rejections_total and logged at the refusal log's bounded rate; this is
+// the one place those service-level refusals are counted.
 func (o opSpan) end(err error) {
 	d := time.Since(o.start)
 	if err != nil && o.span.IsRecording() {
 		code := o.in.codeOf(err)
 		o.span.SetAttributes(attrErrorType.String(code), attrErrorCode.String(code))
 		o.span.SetStatus(codes.Error, err.Error())
+	}
+	if err != nil {
+		if limit := domain.LimitOf(err); limit != "" {
+			o.in.t.Metrics.LimitRejected(limit)
+			o.in.t.Refusals.Warn(o.ctx, "limit refused an operation", "operation", o.op, "limit", limit, "error", err.Error())
+		}
 	}
 	o.span.End()
 	o.in.t.Metrics.Operation(o.op, err, d, o.span.SpanContext())

@@ -103,7 +103,10 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, &config.Error{Msg: err.Error()}
 	}
 	broker := memory.New(domain.TopicConfig{
-		HistorySize: cfg.HistorySize, QueueSize: cfg.MaxQueueSize, Policy: cfg.OverflowPolicy, Encoder: wire.EncodeEvent,
+		HistorySize: cfg.HistorySize, QueueSize: cfg.MaxQueueSize, Policy: cfg.OverflowPolicy, Encoder: wire.EventEncoder,
+		HistoryBytes: cfg.Limits.HistoryMaxBytes, QueueBytes: cfg.Limits.QueueMaxBytes,
+		Events:    domain.NewBudget(cfg.Limits.EventMaxBytes),
+		MaxTopics: cfg.Limits.MaxTopics, MaxSubscriptions: cfg.Limits.MaxSubscriptions,
 	})
 	svc := service.New(broker, service.Options{Observer: tel.Observer()})
 	var api service.API = tel.Instrument(svc, wire.CodeOf)

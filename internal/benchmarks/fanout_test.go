@@ -51,7 +51,7 @@ func setup(b *testing.B, m mode, subs int) (service.API, []*domain.Subscription)
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = tel.Shutdown(ctx) })
-	broker := memory.New(domain.TopicConfig{HistorySize: 100, QueueSize: 1024, Encoder: wire.EncodeEvent})
+	broker := memory.New(domain.TopicConfig{HistorySize: 100, QueueSize: 1024, Encoder: wire.EventEncoder})
 	opts := service.Options{}
 	if m.metrics {
 		opts.Observer = tel.Observer()

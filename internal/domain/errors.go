@@ -29,7 +29,19 @@ const (
 type Error struct {
 	Kind Kind
 	Msg  string
+	// Limit names the configured bound that refused the request (one of the Limit* constants), ""
+	// when none did. The telemetry at the edge counts refusals by it; Kind alone decides the status
+	// and the wire code.
+	Limit string
 }
+
+// The bounds the domain enforces, as Error.Limit names them. The values are those of the limit
+// label of pubsub_limit_rejections_total.
+const (
+	LimitTopics        = "topics"        // TopicConfig.MaxTopics
+	LimitSubscriptions = "subscriptions" // TopicConfig.MaxSubscriptions
+	LimitEventMemory   = "event_memory"  // TopicConfig.Events
+)
 
 // Error returns the human-readable message.
 func (e *Error) Error() string { return e.Msg }
@@ -54,6 +66,20 @@ var (
 // Errorf builds a classified error with a formatted message.
 func Errorf(k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}
+}
+
+// LimitErrorf builds a classified error that names the limit which refused the request.
+func LimitErrorf(k Kind, limit, format string, args ...any) error {
+	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...), Limit: limit}
+}
+
+// LimitOf returns the limit that refused err (Error.Limit), "" when no limit did.
+func LimitOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Limit
+	}
+	return ""
 }
 
 // KindOf returns the Kind of err, KindInternal when err carries none. It searches the whole tree

@@ -59,16 +59,20 @@ type Backlogger interface {
 	Backlogged()
 }
 
-// Subscription is one client id's subscription to one topic: a bounded queue of events waiting to be
-// written, plus the replay that must go out before them. The topic pushes, the owner's writer
-// drains; both may run concurrently.
+// Subscription is one client id's subscription to one topic: a queue of events waiting to be
+// written, bounded by count and by bytes, plus the replay that must go out before them. The topic
+// pushes, the owner's writer drains; both may run concurrently. The queue and the replay hold one
+// reference to each of their events (see Event) and drop it when the event is handed to the writer,
+// dropped or discarded.
 type Subscription struct {
 	Topic    TopicName
 	ClientID string
 	Owner    Waker
 
-	backlog   Backlogger // Owner, when it wants to hear of backlogs
-	highWater int        // the queue depth at which backlog hears of it
+	backlog    Backlogger // Owner, when it wants to hear of backlogs
+	highWater  int        // the queue depth at which backlog hears of it
+	highBytes  int64      // the queued bytes at which backlog hears of it (0: none)
+	limitBytes int64      // the byte bound of the queue (0: none); set before the first push
 
 	policy Policy
 	index  int // position in its topic's list; guarded by the topic's lock
@@ -77,6 +81,7 @@ type Subscription struct {
 	buf      []*Event // circular; grows on demand up to limit, so idle subscribers stay small
 	limit    int
 	head, n  int
+	bytes    int64    // sum of the Size of the events in buf
 	replay   []*Event // history for last_n, written before buf
 	dropped  uint64   // dropped by DropOldest since the last Drain that reported them
 	overflow bool     // Disconnect policy tripped
@@ -104,39 +109,80 @@ const (
 	pushIgnored  // the subscription has ended or already overflowed
 )
 
-// push enqueues ev without ever blocking and returns the queue depth after it.
-func (s *Subscription) push(ev *Event) (int, pushResult) {
+// setByteLimit bounds the queue by bytes beside its count: limit bytes (0: none), with the
+// backlog mark at half of it. Called before the subscription is shared.
+func (s *Subscription) setByteLimit(limit int64) {
+	s.limitBytes = limit
+	s.highBytes = limit / 2
+}
+
+// pushOutcome is what one push did: the queue depth after it, what happened, how many older events
+// DropOldest discarded to make room, and whether the queue crossed its high-water mark (by count or
+// by bytes), which the owner hears of through Backlogged.
+type pushOutcome struct {
+	depth      int
+	res        pushResult
+	dropped    int
+	backlogged bool
+}
+
+// push enqueues ev without ever blocking. The caller has taken a reference to ev for this queue;
+// a push that does not keep ev (pushIgnored, pushOverflow) drops it. The queue is full when it holds
+// its count of events, or when ev would take it past its byte bound; a queue that is empty always
+// takes ev, however large, so that a subscriber that reads is never cut off by one big message.
+func (s *Subscription) push(ev *Event) pushOutcome {
 	s.mu.Lock()
 	if s.end != Live || s.overflow {
 		// Cut off (or ended): the subscriber is gone as far as this topic is concerned, so later
 		// messages are not its losses; the overflow's own toll was counted when it tripped.
 		s.mu.Unlock()
-		return 0, pushIgnored
+		ev.release(1)
+		return pushOutcome{res: pushIgnored}
 	}
 	if s.n == len(s.buf) && s.n < s.limit {
 		s.growLocked()
 	}
 	c := len(s.buf)
-	res := pushed
-	if s.n == c {
+	out := pushOutcome{res: pushed}
+	if s.fullLocked(ev) {
 		if s.policy == Disconnect {
 			s.overflow = true
 			s.lost += uint64(s.n+len(s.replay)) + 1 // the queued and replay events and this one never reach the client
 			s.clearLocked()
 			s.mu.Unlock()
-			return c, pushOverflow
+			ev.release(1)
+			return pushOutcome{depth: c, res: pushOverflow}
 		}
-		s.buf[s.head] = nil
-		s.head = (s.head + 1) % c
-		s.n--
-		s.dropped++
-		res = pushedDroppedOldest
+		for s.fullLocked(ev) {
+			old := s.buf[s.head]
+			s.buf[s.head] = nil
+			s.head = (s.head + 1) % c
+			s.n--
+			s.bytes -= old.size
+			old.release(1)
+			s.dropped++
+			out.dropped++
+		}
+		out.res = pushedDroppedOldest
 	}
+	before, beforeBytes := s.n, s.bytes
 	s.buf[(s.head+s.n)%c] = ev
 	s.n++
-	depth := s.n
+	s.bytes += ev.size
+	out.depth = s.n
+	out.backlogged = (before < s.highWater && s.n >= s.highWater) ||
+		(s.highBytes > 0 && beforeBytes < s.highBytes && s.bytes >= s.highBytes)
 	s.mu.Unlock()
-	return depth, res
+	return out
+}
+
+// fullLocked reports whether ev does not fit: the ring holds its count, or ev would take a
+// non-empty queue past its byte bound.
+func (s *Subscription) fullLocked(ev *Event) bool {
+	if s.n == 0 {
+		return false
+	}
+	return s.n == len(s.buf) || (s.limitBytes > 0 && s.bytes+ev.size > s.limitBytes)
 }
 
 // growLocked doubles the ring (from 8, up to limit), unrolling it so the oldest event is first.
@@ -149,11 +195,18 @@ func (s *Subscription) growLocked() {
 	s.buf, s.head = buf, 0
 }
 
+// clearLocked discards the queue and the replay, dropping their references.
 func (s *Subscription) clearLocked() {
 	for i := range s.buf {
-		s.buf[i] = nil
+		if ev := s.buf[i]; ev != nil {
+			ev.release(1)
+			s.buf[i] = nil
+		}
 	}
-	s.head, s.n = 0, 0
+	for _, ev := range s.replay {
+		ev.release(1)
+	}
+	s.head, s.n, s.bytes = 0, 0, 0
 	s.replay = nil
 }
 
@@ -185,8 +238,11 @@ func (s *Subscription) Drain(dst []*Event, max int) Batch {
 		return b
 	}
 	b.Dropped, s.dropped = s.dropped, 0
+	// Events handed to the writer leave the queue's accounting: the writer's batch is bounded by
+	// its own byte budget, and the frame goes to the socket within it.
 	for len(s.replay) > 0 && max > 0 {
 		b.Events = append(b.Events, s.replay[0])
+		s.replay[0].release(1)
 		s.replay[0] = nil
 		s.replay = s.replay[1:]
 		b.Replayed++
@@ -194,7 +250,10 @@ func (s *Subscription) Drain(dst []*Event, max int) Batch {
 	}
 	c := len(s.buf)
 	for s.n > 0 && max > 0 {
-		b.Events = append(b.Events, s.buf[s.head])
+		ev := s.buf[s.head]
+		b.Events = append(b.Events, ev)
+		s.bytes -= ev.size
+		ev.release(1)
 		s.buf[s.head] = nil
 		s.head = (s.head + 1) % c
 		s.n--
@@ -271,7 +330,8 @@ func (s *Subscription) finish(r EndReason) {
 }
 
 // rearm is a same-connection re-subscribe: the replay of the new request is merged with what is
-// still queued, in seq order and without duplicates, and held until the new ack is written.
+// still queued, in seq order and without duplicates, and held until the new ack is written. The
+// caller has taken a reference to each event of history for this subscription.
 func (s *Subscription) rearm(history []*Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -280,13 +340,16 @@ func (s *Subscription) rearm(history []*Event) {
 	c := len(s.buf)
 	for i := 0; i < s.n; i++ {
 		pending = append(pending, s.buf[(s.head+i)%c])
+		s.buf[(s.head+i)%c] = nil
 	}
-	s.clearLocked()
+	// The references move from the queue and the old replay to the merged replay.
+	s.head, s.n, s.bytes, s.replay = 0, 0, 0, nil
 	s.replay = mergeBySeq(history, pending)
 	s.held = true
 }
 
-// mergeBySeq merges two seq-ordered slices, keeping one copy of each seq.
+// mergeBySeq merges two seq-ordered slices, keeping one copy of each seq; the reference of each
+// duplicate dropped is released.
 func mergeBySeq(a, b []*Event) []*Event {
 	out := make([]*Event, 0, len(a)+len(b))
 	i, j := 0, 0
@@ -300,6 +363,7 @@ func mergeBySeq(a, b []*Event) []*Event {
 			j++
 		default:
 			out = append(out, a[i])
+			b[j].release(1)
 			i++
 			j++
 		}

@@ -17,7 +17,7 @@ func pushAll(t *testing.T, s *Subscription, events []*Event) []pushResult {
 	t.Helper()
 	var out []pushResult
 	for _, e := range events {
-		_, r := s.push(e)
+		r := s.push(e).res
 		out = append(out, r)
 	}
 	return out
@@ -98,7 +98,7 @@ func TestSubscriptionDisconnect(t *testing.T) {
 	if b = s.Drain(nil, 100); !b.Overflow || b.Lost != 0 {
 		t.Fatalf("second Drain = %+v, want Overflow again with the loss already reported", b)
 	}
-	if _, r := s.push(ev(6)); r != pushIgnored {
+	if r := s.push(ev(6)).res; r != pushIgnored {
 		t.Fatalf("push after overflow = %v, want pushIgnored", r)
 	}
 }
@@ -254,7 +254,7 @@ func TestSubscriptionEnd(t *testing.T) {
 			if s.Ended() != tt.reason {
 				t.Fatalf("Ended() = %v, want %v", s.Ended(), tt.reason)
 			}
-			if _, r := s.push(ev(6)); r != pushIgnored {
+			if r := s.push(ev(6)).res; r != pushIgnored {
 				t.Fatalf("push after the end = %v, want pushIgnored", r)
 			}
 			s.finish(Unsubscribed) // a second end never overrides the first
@@ -328,7 +328,7 @@ func TestSubscriptionAbandon(t *testing.T) {
 			if s.Ended() == Live {
 				t.Fatal("Ended() = Live after Abandon")
 			}
-			if _, r := s.push(ev(100)); r != pushIgnored {
+			if r := s.push(ev(100)).res; r != pushIgnored {
 				t.Fatalf("push after Abandon = %v, want pushIgnored", r)
 			}
 		})

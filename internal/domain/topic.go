@@ -3,16 +3,28 @@ package domain
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// TopicConfig is what every topic of a registry is created with.
+// TopicConfig is what a registry and every topic of it are created with. The zero value of each
+// bound below is "no bound".
 type TopicConfig struct {
-	HistorySize int    // events kept for last_n replay
-	QueueSize   int    // capacity of each subscriber queue
-	Policy      Policy // what a full subscriber queue does
-	Encoder     Encoder
-	Now         func() time.Time // the clock that stamps events; time.Now when nil
+	HistorySize  int    // events kept for last_n replay
+	HistoryBytes int64  // bytes of events kept for last_n replay, beside HistorySize
+	QueueSize    int    // capacity of each subscriber queue
+	QueueBytes   int64  // bytes each subscriber queue holds before Policy applies, beside QueueSize
+	Policy       Policy // what a full subscriber queue does
+	Encoder      Encoder
+	Now          func() time.Time // the clock that stamps events; time.Now when nil
+
+	// Events is the byte budget of the events all topics hold, in history and queues together;
+	// nil is unlimited. A publish that does not fit is refused with LimitEventMemory.
+	Events *Budget
+	// MaxTopics and MaxSubscriptions cap the registry's topics and its subscriptions over all
+	// topics; creating one more is refused with LimitTopics or LimitSubscriptions.
+	MaxTopics        int
+	MaxSubscriptions int
 }
 
 // PublishStats describes one publish, for whoever observes it (the service's Observer).
@@ -20,7 +32,7 @@ type PublishStats struct {
 	Start, Appended, End time.Time // accepted; history appended; handed to every subscriber
 	Subscribers          int       // fan-out width
 	Enqueued             int       // subscribers whose queue took the event
-	DroppedOldest        int       // subscribers that lost their oldest event to make room
+	DroppedOldest        int       // events DropOldest discarded from subscriber queues to make room
 	Overflowed           int       // subscribers cut off by the Disconnect policy
 	MaxDepth             int       // deepest subscriber queue after the enqueue
 }
@@ -32,17 +44,19 @@ type PublishStats struct {
 type Topic struct {
 	name TopicName
 	cfg  TopicConfig
+	subs *atomic.Int64 // the registry's subscription count, shared by all its topics
 
 	mu      sync.Mutex
 	seq     uint64
 	history *Ring
-	subs    map[string]*Subscription
-	list    []*Subscription // the values of subs, so the fan-out walks a slice; Subscription.index is a position in it
+	clients map[string]*Subscription
+	list    []*Subscription // the values of clients, so the fan-out walks a slice; Subscription.index is a position in it
 	deleted bool
 }
 
-func newTopic(name TopicName, cfg TopicConfig) *Topic {
-	return &Topic{name: name, cfg: cfg, history: NewRing(cfg.HistorySize), subs: make(map[string]*Subscription)}
+func newTopic(name TopicName, cfg TopicConfig, subs *atomic.Int64) *Topic {
+	return &Topic{name: name, cfg: cfg, subs: subs, history: newRingBytes(cfg.HistorySize, cfg.HistoryBytes),
+		clients: make(map[string]*Subscription)}
 }
 
 // Name returns the topic's name.
@@ -61,6 +75,12 @@ func (t *Topic) notFound() error {
 
 // Publish accepts msg: it gets the next seq, goes into the history, and is handed to every current
 // subscriber's queue. Payload and Headers must not be modified afterwards.
+//
+// The event is charged to the event budget before it is accepted. When it does not fit, this
+// topic's own history gives back first, oldest first (history is a replay window, and a topic
+// that needs the room is the one whose window shrinks); if that is not enough, because queues of
+// subscribers that do not read hold the memory, the publish is refused with LimitEventMemory and
+// nothing is accepted: an acknowledged message is never dropped to make room.
 func (t *Topic) Publish(msg Message) (*Event, PublishStats, error) {
 	t.mu.Lock()
 	if t.deleted {
@@ -69,31 +89,49 @@ func (t *Topic) Publish(msg Message) (*Event, PublishStats, error) {
 	}
 	var st PublishStats
 	st.Start = t.now()
-	t.seq++
-	ev := &Event{Topic: t.name, Seq: t.seq, Time: st.Start, Message: msg}
+	ev := &Event{Topic: t.name, Seq: t.seq + 1, Time: st.Start, Message: msg, budget: t.cfg.Events}
+	shared := false
 	if t.cfg.Encoder != nil {
-		ev.Frame = t.cfg.Encoder(ev)
+		var at int
+		ev.Frame, at = t.cfg.Encoder(ev)
+		if p := len(msg.Payload); at >= 0 && at+p <= len(ev.Frame) {
+			// The frame holds the payload: keep that copy only (capped, so no append reaches the frame).
+			ev.Message.Payload = ev.Frame[at : at+p : at+p]
+			shared = true
+		}
 	}
+	ev.size = eventSize(ev, shared)
+	for !t.cfg.Events.TryTake(ev.size) {
+		if !t.history.DropOldest() {
+			t.mu.Unlock()
+			return nil, PublishStats{}, LimitErrorf(KindRateLimited, LimitEventMemory,
+				"the server's event memory (%d bytes) is full; retry later", t.cfg.Events.Limit())
+		}
+	}
+	t.seq++
+	// One reference for the history and one for each queue that may take the event, taken before
+	// any queue can drain it; the fan-out gives back those not used.
+	ev.hold(int64(1 + len(t.list)))
 	t.history.Push(ev)
 	st.Appended = t.now()
 	st.Subscribers = len(t.list)
 	for _, s := range t.list {
-		depth, res := s.push(ev)
-		switch res {
+		out := s.push(ev)
+		switch out.res {
 		case pushed:
 			st.Enqueued++
 		case pushedDroppedOldest:
 			st.Enqueued++
-			st.DroppedOldest++
+			st.DroppedOldest += out.dropped
 		case pushOverflow:
 			st.Overflowed++
 		case pushIgnored:
 			continue
 		}
-		if depth > st.MaxDepth {
-			st.MaxDepth = depth
+		if out.depth > st.MaxDepth {
+			st.MaxDepth = out.depth
 		}
-		if depth == s.highWater && s.backlog != nil {
+		if out.backlogged && s.backlog != nil {
 			s.backlog.Backlogged()
 		}
 		s.Owner.Wake()
@@ -121,26 +159,47 @@ func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeRes
 	if t.deleted {
 		return SubscribeResult{}, t.notFound()
 	}
+	old := t.clients[clientID]
+	renew := old != nil && old.Owner == owner && old.Ended() == Live
+	if old == nil && !t.reserveSubscription() {
+		return SubscribeResult{}, LimitErrorf(KindRateLimited, LimitSubscriptions,
+			"the server's subscription limit (%d) is reached", t.cfg.MaxSubscriptions)
+	}
 	history := t.history.Last(lastN)
+	for _, ev := range history {
+		ev.hold(1) // the replay's reference
+	}
 	res := SubscribeResult{Replayed: len(history)}
-	if old := t.subs[clientID]; old != nil {
-		if old.Owner == owner && old.Ended() == Live {
-			old.rearm(history)
-			res.Sub, res.Renewed = old, true
-			return res, nil
-		}
+	if renew {
+		old.rearm(history)
+		res.Sub, res.Renewed = old, true
+		return res, nil
+	}
+	if old != nil {
 		old.finish(Replaced)
 		old.Owner.Wake()
 		res.Replaced = old
+		t.removeLocked(old)
+		t.subs.Add(1) // the new subscription takes the count the old one gave back
 	}
 	s := newSubscription(t.name, clientID, owner, t.cfg.QueueSize, t.cfg.Policy)
+	s.setByteLimit(t.cfg.QueueBytes)
 	s.replay = history
-	if res.Replaced != nil {
-		t.removeLocked(res.Replaced)
-	}
 	t.addLocked(s)
 	res.Sub = s
 	return res, nil
+}
+
+// reserveSubscription counts one more subscription in the registry, unless that would pass
+// MaxSubscriptions. The count is shared by every topic, hence one atomic add (and one back on
+// refusal) rather than a lock: subscribing is not the hot path, and the cap is never passed.
+func (t *Topic) reserveSubscription() bool {
+	n := t.subs.Add(1)
+	if t.cfg.MaxSubscriptions > 0 && n > int64(t.cfg.MaxSubscriptions) {
+		t.subs.Add(-1)
+		return false
+	}
+	return true
 }
 
 // Unsubscribe ends clientID's subscription, whichever connection holds it. It reports whether there
@@ -151,7 +210,7 @@ func (t *Topic) Unsubscribe(clientID string) (bool, error) {
 	if t.deleted {
 		return false, t.notFound()
 	}
-	s := t.subs[clientID]
+	s := t.clients[clientID]
 	if s == nil {
 		return false, nil
 	}
@@ -166,22 +225,24 @@ func (t *Topic) Unsubscribe(clientID string) (bool, error) {
 // The caller then ends s with Abandon.
 func (t *Topic) Detach(s *Subscription) {
 	t.mu.Lock()
-	if t.subs[s.ClientID] == s {
+	if t.clients[s.ClientID] == s {
 		t.removeLocked(s)
 	}
 	t.mu.Unlock()
 }
 
-// addLocked and removeLocked keep subs and list in step in O(1): with 10,000 subscribers a topic
-// that rebuilt its list on every change spent most of a mass disconnect doing so.
+// addLocked and removeLocked keep clients and list in step in O(1): with 10,000 subscribers a topic
+// that rebuilt its list on every change spent most of a mass disconnect doing so. The registry's
+// subscription count was taken before addLocked (reserveSubscription); removeLocked gives it back.
 func (t *Topic) addLocked(s *Subscription) {
-	t.subs[s.ClientID] = s
+	t.clients[s.ClientID] = s
 	s.index = len(t.list)
 	t.list = append(t.list, s)
 }
 
 func (t *Topic) removeLocked(s *Subscription) {
-	delete(t.subs, s.ClientID)
+	t.subs.Add(-1)
+	delete(t.clients, s.ClientID)
 	last := len(t.list) - 1
 	moved := t.list[last]
 	t.list[s.index] = moved
@@ -204,7 +265,8 @@ func (t *Topic) Stats() TopicStats {
 	return TopicStats{Name: t.name, Messages: t.seq, Subscribers: len(t.list)}
 }
 
-// close ends every subscription with TopicDeleted and refuses all further operations.
+// close ends every subscription with TopicDeleted, gives the history's bytes back and refuses all
+// further operations.
 func (t *Topic) close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -213,12 +275,15 @@ func (t *Topic) close() {
 		s.finish(TopicDeleted)
 		s.Owner.Wake()
 	}
-	t.subs, t.list = nil, nil
+	t.subs.Add(-int64(len(t.list)))
+	t.history.clear()
+	t.clients, t.list = nil, nil
 }
 
 // Registry holds the topics by name. It is safe for concurrent use.
 type Registry struct {
 	cfg    TopicConfig
+	subs   atomic.Int64 // subscriptions over all topics; each topic adds and removes its own
 	mu     sync.RWMutex
 	topics map[TopicName]*Topic
 }
@@ -235,7 +300,11 @@ func (r *Registry) Create(name TopicName) (*Topic, error) {
 	if _, ok := r.topics[name]; ok {
 		return nil, Errorf(KindExists, "topic %q already exists", string(name))
 	}
-	t := newTopic(name, r.cfg)
+	if r.cfg.MaxTopics > 0 && len(r.topics) >= r.cfg.MaxTopics {
+		return nil, LimitErrorf(KindRateLimited, LimitTopics,
+			"the server's topic limit (%d) is reached; delete a topic first", r.cfg.MaxTopics)
+	}
+	t := newTopic(name, r.cfg, &r.subs)
 	r.topics[name] = t
 	return t, nil
 }
@@ -285,11 +354,7 @@ func (r *Registry) Stats() []TopicStats {
 // read at every scrape.
 func (r *Registry) Counts() (topics, subscriptions int) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, t := range r.topics {
-		t.mu.Lock()
-		subscriptions += len(t.list)
-		t.mu.Unlock()
-	}
-	return len(r.topics), subscriptions
+	topics = len(r.topics)
+	r.mu.RUnlock()
+	return topics, int(r.subs.Load())
 }

@@ -53,7 +53,7 @@ func TestTopicPublishSeqTimeAndFrame(t *testing.T) {
 	clock := &stepClock{t: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)}
 	encoded := 0
 	_, top := newTestTopic(t, TopicConfig{HistorySize: 10, QueueSize: 10, Now: clock.Now,
-		Encoder: func(e *Event) []byte { encoded++; return []byte{byte(e.Seq)} }})
+		Encoder: func(e *Event) ([]byte, int) { encoded++; return []byte{byte(e.Seq)}, -1 }})
 	msg := Message{ID: uuid.New(), Payload: []byte(`{"a":1}`), Headers: map[string]string{"k": "v"}}
 	var last time.Time
 	for want := uint64(1); want <= 3; want++ {

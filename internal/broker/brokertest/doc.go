@@ -24,6 +24,13 @@
 //     subscriber with room receives every event exactly once, in seq order.
 //   - A full queue applies the topic's Policy: DropOldest keeps the newest events and reports how
 //     many were dropped through Drain; Disconnect ends the stream with Overflow and the lost count.
+//   - Bounds (issue #11): history keeps at most HistoryBytes of events (the newest, and last_n
+//     replays what is still held); a queue over QueueBytes applies Policy as a full one does; the
+//     Events budget is charged once per event however many holders share it, a publish that does
+//     not fit first lets its topic's history give back and is then refused with
+//     domain.LimitEventMemory taking no seq, and every byte comes back when the events leave;
+//     MaxTopics and MaxSubscriptions refuse one more with domain.LimitTopics and
+//     domain.LimitSubscriptions (a takeover is not one more). Refusals are domain.KindRateLimited.
 //
 // The suite never sleeps to synchronise: it waits on a Waker's channel with a deadline.
 package brokertest

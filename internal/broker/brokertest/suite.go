@@ -41,6 +41,11 @@ func Run(t *testing.T, newBroker Factory) {
 		{"concurrent publishers and subscribers", testConcurrent},
 		{"drop_oldest overflow", testDropOldest},
 		{"disconnect overflow", testDisconnect},
+		{"topic cap", testTopicCap},
+		{"subscription cap", testSubscriptionCap},
+		{"history bounded by bytes", testHistoryBytes},
+		{"queue bounded by bytes", testQueueBytes},
+		{"event memory budget", testEventBudget},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newBroker) })
@@ -69,7 +74,7 @@ func (c *clock) Now() time.Time {
 
 // frame is the suite's Encoder: the topic and the seq, so a test can tell the engine called it for
 // exactly this event.
-func frame(e *domain.Event) []byte { return fmt.Appendf(nil, "%s#%d", e.Topic, e.Seq) }
+func frame(e *domain.Event) ([]byte, int) { return fmt.Appendf(nil, "%s#%d", e.Topic, e.Seq), -1 }
 
 // config returns a TopicConfig with the suite's encoder and clock.
 func config(history, queue int, p domain.Policy) domain.TopicConfig {
@@ -261,7 +266,7 @@ func testPublishSeq(t *testing.T, newBroker Factory) {
 		if ev.Message.ID != msg.ID || string(ev.Message.Payload) != string(msg.Payload) || !maps.Equal(ev.Message.Headers, msg.Headers) {
 			t.Fatalf("publish #%d: event carries %+v, want the message %+v unchanged", i, ev.Message, msg)
 		}
-		if want := frame(ev); string(ev.Frame) != string(want) {
+		if want, _ := frame(ev); string(ev.Frame) != string(want) {
 			t.Fatalf("publish #%d: Frame = %q, want the Encoder's %q", i, ev.Frame, want)
 		}
 		if !ev.Time.Equal(st.Start) || !ev.Time.After(last) {

@@ -60,7 +60,7 @@ func newFixture(t *testing.T, wrap func(service.API) service.API) *fixture {
 		t.Fatal(err)
 	}
 	f.tel = tel
-	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EncodeEvent})
+	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EventEncoder})
 	var api service.API = tel.Instrument(service.New(broker, service.Options{Observer: tel.Observer()}), wire.CodeOf)
 	if wrap != nil {
 		api = wrap(api)

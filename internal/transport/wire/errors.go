@@ -35,6 +35,10 @@ type mapping struct {
 
 // errorTable is the one place where a failure kind becomes a status and a code. PROTOCOL.md has no
 // UNAVAILABLE on the WebSocket: there, shutting down is reported as INTERNAL.
+// KindRateLimited is every refusal by a configured bound, not only by a rate: the topic and
+// subscription caps and the process's event memory as well (the message names which; the
+// domain.Error's Limit labels the metric). All of them tell the client the same thing, to back off
+// and try later, and RATE_LIMITED (429) is the contract's one code for that on both transports.
 var errorTable = map[domain.Kind]mapping{
 	domain.KindInvalid:      {http.StatusBadRequest, CodeBadRequest, CodeBadRequest},
 	domain.KindUnauthorized: {http.StatusUnauthorized, CodeUnauthorized, CodeUnauthorized},

@@ -29,9 +29,16 @@ const (
 	InfoServerShutdown       = "server_shutdown"
 )
 
-// EncodeEvent is the domain.Encoder of the service: it encodes an event once, and every subscriber
-// writes the same bytes. The payload is copied verbatim, so it reaches subscribers as published.
+// EncodeEvent encodes an event once, and every subscriber writes the same bytes. The payload is
+// copied verbatim, so it reaches subscribers as published.
 func EncodeEvent(ev *domain.Event) []byte {
+	b, _ := EventEncoder(ev)
+	return b
+}
+
+// EventEncoder is the domain.Encoder of the service: EncodeEvent, which also says where in the
+// frame the payload lies, so the event keeps that copy only.
+func EventEncoder(ev *domain.Event) ([]byte, int) {
 	m := &ev.Message
 	size := 128 + len(ev.Topic) + len(m.Payload)
 	for k, v := range m.Headers {
@@ -43,6 +50,7 @@ func EncodeEvent(ev *domain.Event) []byte {
 	b = append(b, `,"message":{"id":"`...)
 	b = appendUUID(b, m.ID)
 	b = append(b, `","payload":`...)
+	at := len(b)
 	b = append(b, m.Payload...)
 	if len(m.Headers) > 0 {
 		b = append(b, `,"headers":{`...)
@@ -66,7 +74,7 @@ func EncodeEvent(ev *domain.Event) []byte {
 	b = appendUint(b, ev.Seq)
 	b = append(b, ',')
 	b = appendTS(b, ev.Time)
-	return append(b, '}')
+	return append(b, '}'), at
 }
 
 func appendUUID(b []byte, id uuid.UUID) []byte {

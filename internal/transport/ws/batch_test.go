@@ -66,7 +66,7 @@ func parseFrames(t *testing.T, b []byte) []frame {
 // newTopic returns a topic of a fresh registry that encodes events for the wire.
 func newTopic(t *testing.T, queue int, p domain.Policy) (*domain.Registry, *domain.Topic) {
 	t.Helper()
-	reg := domain.NewRegistry(domain.TopicConfig{HistorySize: 100, QueueSize: queue, Policy: p, Encoder: wire.EncodeEvent})
+	reg := domain.NewRegistry(domain.TopicConfig{HistorySize: 100, QueueSize: queue, Policy: p, Encoder: wire.EventEncoder})
 	top, err := reg.Create("orders")
 	if err != nil {
 		t.Fatal(err)
