@@ -26,6 +26,9 @@ const (
 	InfoPing                 = "ping"
 	InfoTopicDeleted         = "topic_deleted"
 	InfoSubscriptionReplaced = "subscription_replaced"
+	// InfoUnsubscribed (extension) tells a connection that another connection of the same
+	// principal ended one of its subscriptions.
+	InfoUnsubscribed = "unsubscribed"
 	InfoServerShutdown       = "server_shutdown"
 )
 

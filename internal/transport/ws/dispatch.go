@@ -59,7 +59,7 @@ func (c *conn) handle(data []byte) {
 	case wire.TypeSubscribe:
 		c.subscribe(ctx, req)
 	case wire.TypeUnsubscribe:
-		if err := c.s.api.Unsubscribe(ctx, service.UnsubscribeRequest{Topic: req.Topic, ClientID: req.ClientID}); err != nil {
+		if err := c.s.api.Unsubscribe(ctx, service.UnsubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, Owner: c}); err != nil {
 			c.replyError(ctx, req.RequestID, string(req.Topic), err)
 			return
 		}
