@@ -28,8 +28,8 @@ const (
 	InfoSubscriptionReplaced = "subscription_replaced"
 	// InfoUnsubscribed (extension) tells a connection that another connection of the same
 	// principal ended one of its subscriptions.
-	InfoUnsubscribed = "unsubscribed"
-	InfoServerShutdown       = "server_shutdown"
+	InfoUnsubscribed   = "unsubscribed"
+	InfoServerShutdown = "server_shutdown"
 )
 
 // EncodeEvent is the domain.Encoder of the service: it encodes an event once, and every subscriber
