@@ -160,6 +160,10 @@ func (a *Authenticator) Key(key string) (*Principal, error) {
 
 // Header names and the subprotocol a browser offers a token in.
 const (
+	// Challenge is the WWW-Authenticate header of a refused request or handshake: the two ways a
+	// client may authenticate.
+	Challenge = `APIKey realm="pubsub", header="X-API-Key", Bearer realm="pubsub"`
+
 	HeaderAPIKey = "X-API-Key"
 	// Protocol is the WebSocket subprotocol the server selects; a token comes beside it as
 	// TokenProtocolPrefix + jwt, and is never echoed back.
