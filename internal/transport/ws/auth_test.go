@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -275,4 +276,51 @@ func TestUnsubscribeNoticeWithoutAuth(t *testing.T) {
 	if fs := a.barrier(); len(fs) != 0 {
 		t.Errorf("own unsubscribe was followed by %s", fs[0].raw)
 	}
+}
+
+// TestRefusedHandshakeFlood: a client hammering /ws with bad credentials is refused every time
+// and counted every time, but the log only gets a bounded sample, the heap does not grow with the
+// attempts, and the server goes on answering.
+func TestRefusedHandshakeFlood(t *testing.T) {
+	s := authServer(t)
+	const attempts = 1000
+	before := authFailures(t, s, telemetry.AuthInvalid)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	heapBefore := ms.HeapAlloc
+	start := time.Now()
+	huge := strings.Repeat("k", 4<<10) // a large wrong key costs one hash, nothing kept
+	for i := range attempts {
+		key := "wrong-key-0123456789"
+		if i%2 == 0 {
+			key = huge
+		}
+		_, resp, err := s.dialAuth(t, http.Header{"X-API-Key": {key}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %v, want 401", i, err)
+		}
+		resp.Body.Close()
+	}
+	elapsed := time.Since(start)
+	if got := authFailures(t, s, telemetry.AuthInvalid); got != before+attempts {
+		t.Errorf("counted %v refusals, want %d", got-before, attempts)
+	}
+	// The refusal log lets 20 through at once, then 10 a second.
+	lines := strings.Count(s.logs.String(), `"msg":"ws handshake refused"`)
+	if limit := 20 + int(elapsed.Seconds()*10) + 1; lines > limit {
+		t.Errorf("%d log lines for %d refusals in %s, want at most %d", lines, attempts, elapsed, limit)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if grown := int64(ms.HeapAlloc) - int64(heapBefore); grown > 8<<20 {
+		t.Errorf("heap grew %d bytes over %d refused handshakes", grown, attempts)
+	}
+	t.Logf("%d refused handshakes in %s: %d log lines, heap %+d bytes", attempts, elapsed, lines, int64(ms.HeapAlloc)-int64(heapBefore))
+	resp, err := http.Get(s.URL + "/livez")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/livez after the flood: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	s.dialKey(t, subKey).subscribe("orders.eu", "after", 0)
 }
