@@ -1,6 +1,7 @@
 // Command pubsubd is the pub/sub service: WebSocket /ws and REST on one listener, /metrics and
 // pprof on an admin listener. main loads the configuration and hands it to internal/app, which
-// assembles the process and orders its shutdown.
+// assembles the process and orders its shutdown. "pubsubd token ..." prints a signed token for a
+// browser client instead (see token.go).
 package main
 
 import (
@@ -27,7 +28,12 @@ var (
 // that cannot be bound or that fails while serving among them).
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		err = mintToken(os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	}
 	stop()
 	var cfgErr *config.Error
 	switch {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -91,6 +92,10 @@ func TestExitStatus(t *testing.T) {
 	}
 	defer taken.Close()
 	_, port, _ := net.SplitHostPort(taken.Addr().String())
+	badKeys := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(badKeys, []byte(`{"keys":[{"id":"ingest","sha256":"not-a-digest"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -99,6 +104,8 @@ func TestExitStatus(t *testing.T) {
 	}{
 		{"help", []string{"-h"}, 0, []string{"Usage: pubsubd"}},
 		{"refused value", []string{"-overflow-policy=drop_newest"}, 2, []string{"pubsubd: configuration: -overflow-policy="}},
+		{"malformed keys file", []string{"-api-keys-file=" + badKeys}, 2,
+			[]string{"pubsubd: configuration: API keys file " + badKeys, `key "ingest": sha256 must be`}},
 		{"application port in use", []string{"-host=127.0.0.1", "-port=" + port, "-admin-addr=off"}, 1,
 			[]string{"pubsubd: app listener: listen tcp " + taken.Addr().String(), "address already in use"}},
 		{"admin address in use", []string{"-host=127.0.0.1", "-port=0", "-admin-addr=" + taken.Addr().String()}, 1,

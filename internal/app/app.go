@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/broker/memory"
 	"github.com/pubsubd/pubsub/internal/config"
 	"github.com/pubsubd/pubsub/internal/domain"
@@ -92,6 +93,12 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The secrets are read first: a key file that cannot be used is a configuration error (exit 2),
+	// found before anything else is built.
+	authn, err := auth.Load(auth.Settings{APIKey: cfg.Auth.APIKey, KeysFile: cfg.Auth.KeysFile, TokenKeyFile: cfg.Auth.TokenKeyFile})
+	if err != nil {
+		return nil, &config.Error{Msg: err.Error()}
+	}
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
 		ServiceName: "pubsub", Build: telemetry.BuildInfo{Version: opts.Version, Revision: opts.Revision},
 		Labels:   telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
@@ -118,6 +125,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		WriteTimeout: cfg.WriteTimeout, MaxFrameBytes: cfg.MaxFrameBytes, AllowedOrigins: cfg.AllowedOrigins,
 		PublishStallMax: cfg.PublishStallMax,
 		Buffers:         domain.NewBudget(cfg.Limits.BufferMaxBytes),
+		Auth:            authn,
 	}
 	if opts.TuneWS != nil {
 		opts.TuneWS(&wsCfg)
@@ -130,7 +138,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		cfg: cfg, version: opts.Version, revision: opts.Revision,
 		log: tel.Logger, tel: tel, svc: svc, ws: wsServer,
 		app: &http.Server{
-			Handler:           httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready}),
+			Handler:           httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready, Auth: authn}),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          errorLog,
 		},

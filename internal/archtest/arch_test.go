@@ -95,6 +95,20 @@ var rules = []rule{
 		allowed: "domain, service, the standard library",
 	},
 	{
+		// Authentication is a library the transports call at their edge: the domain's vocabulary
+		// (topic names, error kinds), the JWT library and the standard library, nothing that
+		// does I/O of the process's own (telemetry, the service, a broker, a transport).
+		name:    "auth",
+		applies: []string{mod + "/internal/auth"},
+		direct: func(g graph, imp string) bool {
+			return isStd(g, imp) || under(imp, mod+"/internal/domain", mod+"/internal/auth", "github.com/golang-jwt/jwt/v5")
+		},
+		allowed: "domain, the standard library, github.com/golang-jwt/jwt/v5",
+		forbidden: []string{mod + "/internal/service", mod + "/internal/transport", mod + "/internal/broker",
+			mod + "/telemetry", mod + "/internal/config", "go.opentelemetry.io", "github.com/prometheus", "github.com/gorilla"},
+		exempt: []string{mod + "/internal/domain", mod + "/internal/auth"},
+	},
+	{
 		name:      "transports",
 		applies:   []string{mod + "/internal/transport"},
 		forbidden: []string{mod + "/internal/broker", mod + "/cmd"},
@@ -119,7 +133,7 @@ var rules = []rule{
 		// may lean on it. Only commands (and tests) import it.
 		name: "layers under app",
 		applies: []string{mod + "/internal/domain", mod + "/internal/service", mod + "/internal/broker",
-			mod + "/internal/transport", mod + "/internal/config", mod + "/telemetry"},
+			mod + "/internal/transport", mod + "/internal/config", mod + "/internal/auth", mod + "/telemetry"},
 		forbidden: []string{mod + "/internal/app"},
 	},
 	{
@@ -136,13 +150,14 @@ var rules = []rule{
 		forbidden: []string{mod + "/cmd"},
 	},
 	{
-		// main is thin: configuration, then app.
+		// main is thin: configuration, then app; and the token subcommand, which only hands its
+		// flags to auth.Mint.
 		name:    "pubsubd",
 		applies: []string{mod + "/cmd/pubsubd"},
 		direct: func(g graph, imp string) bool {
-			return isStd(g, imp) || under(imp, mod+"/internal/app", mod+"/internal/config")
+			return isStd(g, imp) || under(imp, mod+"/internal/app", mod+"/internal/config", mod+"/internal/auth")
 		},
-		allowed: "internal/app, internal/config, the standard library",
+		allowed: "internal/app, internal/config, internal/auth (pubsubd token), the standard library",
 	},
 }
 

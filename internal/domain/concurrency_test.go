@@ -115,7 +115,7 @@ func TestTopicConcurrentPublishAndDrain(t *testing.T) {
 				res.Sub.Release()
 				res.Sub.Drain(nil, 100)
 			}
-			_, _ = top.Unsubscribe("churn")
+			_, _ = top.Unsubscribe("churn", w)
 		}
 	}()
 

@@ -63,6 +63,27 @@ var (
 	ErrSlowConsumer = &Error{Kind: KindSlowConsumer}
 )
 
+// ErrNotOwner matches (errors.Is) the refusal to take over or end a client id that belongs to
+// another principal. Such an error is also of KindUnauthorized.
+var ErrNotOwner = errors.New("client id belongs to another principal")
+
+// notOwner is the error behind ErrNotOwner: classified like any *Error, and telling its cause
+// apart from other refusals (an operation outside a principal's scopes), which are counted apart.
+type notOwner struct{ err Error }
+
+func (e *notOwner) Error() string { return e.err.Msg }
+
+func (e *notOwner) Unwrap() error { return &e.err }
+
+func (e *notOwner) Is(target error) bool { return target == ErrNotOwner }
+
+func errNotOwner(topic TopicName, clientID string) error {
+	return &notOwner{err: Error{Kind: KindUnauthorized,
+		Msg: "client_id " + quote(clientID) + " of topic " + quote(string(topic)) + " belongs to another principal"}}
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
+
 // Errorf builds a classified error with a formatted message.
 func Errorf(k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}

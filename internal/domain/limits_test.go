@@ -213,7 +213,7 @@ func TestEventBudget(t *testing.T) {
 			out  func(r *Registry, top *Topic, s *Subscription)
 		}{
 			{"drain", func(_ *Registry, _ *Topic, s *Subscription) { s.Drain(nil, 1000) }},
-			{"unsubscribe", func(_ *Registry, top *Topic, _ *Subscription) { _, _ = top.Unsubscribe("c") }},
+			{"unsubscribe", func(_ *Registry, top *Topic, _ *Subscription) { _, _ = top.Unsubscribe("c", nil) }},
 			{"abandon", func(_ *Registry, top *Topic, s *Subscription) { top.Detach(s); s.Abandon() }},
 			{"topic deleted", func(r *Registry, _ *Topic, s *Subscription) { _ = r.Delete("orders"); s.Drain(nil, 1000) }},
 			{"rearm then drain", func(_ *Registry, top *Topic, s *Subscription) {
@@ -298,7 +298,7 @@ func TestSubscriptionCap(t *testing.T) {
 	top.Detach(s2)
 	s2.Abandon()
 	subscribe(t, a, "c3", w1, 0)
-	if _, err := a.Unsubscribe("c3"); err != nil {
+	if _, err := a.Unsubscribe("c3", w1); err != nil {
 		t.Fatal(err)
 	}
 	subscribe(t, b, "c4", w1, 0)

@@ -44,11 +44,31 @@ const (
 	TopicDeleted
 	Replaced   // another connection took the client id over
 	ConnClosed // the owning connection went away
+	// UnsubscribedElsewhere: another connection of the same principal unsubscribed the client id.
+	// Unlike Unsubscribed, this connection did not ask, so its client is told.
+	UnsubscribedElsewhere
 )
 
 // Waker is the owner of subscriptions (a connection): it is woken, without blocking, whenever one of
 // its subscriptions has something to write. Wake must be cheap and must never block.
 type Waker interface{ Wake() }
+
+// A Holder is an owner that acts for a principal: the authenticated identity its subscriptions
+// belong to. Only an owner of the same principal may take over or end a client id; an owner that
+// is not a Holder acts for the anonymous principal "" (which is everyone's when authentication
+// is off, so that any connection may then take over any client id, as the contract has it).
+type Holder interface {
+	Waker
+	Principal() string
+}
+
+// principalOf returns the principal owner acts for.
+func principalOf(owner Waker) string {
+	if h, ok := owner.(Holder); ok {
+		return h.Principal()
+	}
+	return ""
+}
 
 // Backlogger is a Waker that also wants to hear when a subscription's queue reaches its high-water
 // mark (half its capacity): the owner's delivery is falling behind the topic's publishers, and will
@@ -65,9 +85,10 @@ type Backlogger interface {
 // reference to each of their events (see Event) and drop it when the event is handed to the writer,
 // dropped or discarded.
 type Subscription struct {
-	Topic    TopicName
-	ClientID string
-	Owner    Waker
+	Topic     TopicName
+	ClientID  string
+	Owner     Waker
+	Principal string // who the subscription belongs to (see Holder); set once
 
 	backlog    Backlogger // Owner, when it wants to hear of backlogs
 	highWater  int        // the queue depth at which backlog hears of it
@@ -95,7 +116,7 @@ func newSubscription(topic TopicName, clientID string, owner Waker, capacity int
 		capacity = 1
 	}
 	backlog, _ := owner.(Backlogger)
-	return &Subscription{Topic: topic, ClientID: clientID, Owner: owner, backlog: backlog, highWater: max(capacity/2, 1),
+	return &Subscription{Topic: topic, ClientID: clientID, Owner: owner, Principal: principalOf(owner), backlog: backlog, highWater: max(capacity/2, 1),
 		policy: p, limit: capacity, held: true}
 }
 
@@ -320,7 +341,7 @@ func (s *Subscription) finish(r EndReason) {
 	s.end = r
 	switch r {
 	case Replaced: // the client keeps its stream on the new connection; flush this one first
-	case Unsubscribed: // the client asked for no more events: nothing is lost
+	case Unsubscribed, UnsubscribedElsewhere: // the client (its principal) asked for no more events: nothing is lost
 		s.clearLocked()
 	default:
 		s.lost += uint64(s.n + len(s.replay))

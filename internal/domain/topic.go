@@ -152,7 +152,8 @@ type SubscribeResult struct {
 // Subscribe registers clientID for owner and queues up to lastN history events for replay. The
 // returned subscription is held: nothing is drained from it until the owner, having written the ack,
 // calls Release. A client id already held by another owner is taken over; held by the same owner, it
-// is re-armed, so the client never receives a message twice through two subscriptions.
+// is re-armed, so the client never receives a message twice through two subscriptions. A client id
+// that belongs to another principal (see Holder) is refused with ErrNotOwner.
 func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeResult, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -160,6 +161,9 @@ func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeRes
 		return SubscribeResult{}, t.notFound()
 	}
 	old := t.clients[clientID]
+	if old != nil && old.Principal != principalOf(owner) {
+		return SubscribeResult{}, errNotOwner(t.name, clientID)
+	}
 	renew := old != nil && old.Owner == owner && old.Ended() == Live
 	if old == nil && !t.reserveSubscription() {
 		return SubscribeResult{}, LimitErrorf(KindRateLimited, LimitSubscriptions,
@@ -202,9 +206,12 @@ func (t *Topic) reserveSubscription() bool {
 	return true
 }
 
-// Unsubscribe ends clientID's subscription, whichever connection holds it. It reports whether there
-// was one; none is not an error, because unsubscribing is idempotent.
-func (t *Topic) Unsubscribe(clientID string) (bool, error) {
+// Unsubscribe ends clientID's subscription for by, whichever connection of by's principal holds
+// it: one held by another connection ends with UnsubscribedElsewhere, so that its client is told.
+// A client id of another principal is refused with ErrNotOwner. It reports whether there was a
+// subscription; none is not an error, because unsubscribing is idempotent. by may be nil: the
+// anonymous principal.
+func (t *Topic) Unsubscribe(clientID string, by Waker) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.deleted {
@@ -214,8 +221,15 @@ func (t *Topic) Unsubscribe(clientID string) (bool, error) {
 	if s == nil {
 		return false, nil
 	}
+	if s.Principal != principalOf(by) {
+		return false, errNotOwner(t.name, clientID)
+	}
 	t.removeLocked(s)
-	s.finish(Unsubscribed)
+	if by != nil && s.Owner == by {
+		s.finish(Unsubscribed)
+	} else {
+		s.finish(UnsubscribedElsewhere)
+	}
 	s.Owner.Wake()
 	return true, nil
 }

@@ -142,7 +142,7 @@ func TestTopicDeletedRefusesEverything(t *testing.T) {
 	}{
 		{"Publish", func() error { _, _, err := top.Publish(Message{ID: uuid.New()}); return err }},
 		{"Subscribe", func() error { _, err := top.Subscribe("c", &countWaker{}, 0); return err }},
-		{"Unsubscribe", func() error { _, err := top.Unsubscribe("c"); return err }},
+		{"Unsubscribe", func() error { _, err := top.Unsubscribe("c", nil); return err }},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -285,7 +285,7 @@ func TestTopicUnsubscribeIdempotent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			found, err := top.Unsubscribe(tt.clientID)
+			found, err := top.Unsubscribe(tt.clientID, owner)
 			if err != nil || found != tt.wantFound || owner.n != tt.wantWakes {
 				t.Fatalf("Unsubscribe(%q) = %v, %v (wakes %d), want %v, nil (wakes %d)",
 					tt.clientID, found, err, owner.n, tt.wantFound, tt.wantWakes)

@@ -20,7 +20,9 @@ type Broker interface {
 	DeleteTopic(ctx context.Context, name domain.TopicName) error
 	Publish(ctx context.Context, name domain.TopicName, msg domain.Message) (*domain.Event, domain.PublishStats, error)
 	Subscribe(ctx context.Context, name domain.TopicName, clientID string, owner domain.Waker, lastN int) (domain.SubscribeResult, error)
-	Unsubscribe(ctx context.Context, name domain.TopicName, clientID string) error
+	// Unsubscribe ends clientID's subscription for by: only an owner of the subscription's
+	// principal may (see domain.Holder); nil is the anonymous principal.
+	Unsubscribe(ctx context.Context, name domain.TopicName, clientID string, by domain.Waker) error
 	// Detach drops a subscription whose connection is going away, unless it was taken over already.
 	Detach(sub *domain.Subscription)
 	Topics() []domain.TopicStats
@@ -66,10 +68,12 @@ type SubscribeRequest struct {
 	Owner    domain.Waker
 }
 
-// UnsubscribeRequest ends clientID's subscription to Topic.
+// UnsubscribeRequest ends clientID's subscription to Topic, for Owner (the connection asking; its
+// principal must be the subscription's, see domain.Holder). A nil Owner is the anonymous principal.
 type UnsubscribeRequest struct {
 	Topic    domain.TopicName
 	ClientID string
+	Owner    domain.Waker
 }
 
 // PublishRequest is one message for Topic.
@@ -206,7 +210,7 @@ func (s *Service) Unsubscribe(ctx context.Context, req UnsubscribeRequest) error
 	if req.ClientID == "" {
 		return domain.Errorf(domain.KindInvalid, "client_id is required")
 	}
-	return s.broker.Unsubscribe(ctx, req.Topic, req.ClientID)
+	return s.broker.Unsubscribe(ctx, req.Topic, req.ClientID, req.Owner)
 }
 
 // Publish accepts a message: when it returns nil the message is in the topic's history and in every

@@ -59,7 +59,7 @@ func testSubscriptionCap(t *testing.T, newBroker Factory) {
 	if res := mustSubscribe(t, b, "a", "c1", NewWaker(), 0); res.Replaced == nil {
 		t.Fatal("takeover at the cap did not replace")
 	}
-	if err := b.Unsubscribe(t.Context(), "b", "c2"); err != nil {
+	if err := b.Unsubscribe(t.Context(), "b", "c2", w); err != nil {
 		t.Fatal(err)
 	}
 	live(t, b, "a", "c3", w)

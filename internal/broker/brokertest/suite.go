@@ -234,7 +234,7 @@ func testTopicLifecycle(t *testing.T, newBroker Factory) {
 			}
 			return err
 		}},
-		{"unsubscribe", func(*testing.T) error { return b.Unsubscribe(ctx, "orders", "c1") }},
+		{"unsubscribe", func(*testing.T) error { return b.Unsubscribe(ctx, "orders", "c1", nil) }},
 	}
 	for _, op := range ops {
 		t.Run(op.name+" on a missing topic", func(t *testing.T) {
@@ -347,7 +347,7 @@ func testSubscribeUnsubscribe(t *testing.T, newBroker Factory) {
 	// Unsubscribing discards what is queued, without counting it lost: the client asked for that.
 	mustPublish(t, b, "orders", 2)
 	before := w.Wakes()
-	if err := b.Unsubscribe(ctx, "orders", "c1"); err != nil {
+	if err := b.Unsubscribe(ctx, "orders", "c1", w); err != nil {
 		t.Fatalf("Unsubscribe: %v", err)
 	}
 	wantWoken(t, "unsubscribed owner", w, before)
@@ -361,7 +361,7 @@ func testSubscribeUnsubscribe(t *testing.T, newBroker Factory) {
 	wantDrained(t, "unsubscribed", DrainAll(sub), Drained{End: domain.Unsubscribed}, []uint64{})
 
 	for _, id := range []string{"c1", "never-subscribed"} {
-		if err := b.Unsubscribe(ctx, "orders", id); err != nil {
+		if err := b.Unsubscribe(ctx, "orders", id, w); err != nil {
 			t.Fatalf("Unsubscribe(%q) with no subscription: %v, want nil (idempotent)", id, err)
 		}
 	}
@@ -635,7 +635,7 @@ func testIsolation(t *testing.T, newBroker Factory) {
 		t.Fatalf("b replayed %d events of a", res.Replayed)
 	}
 	// Ending c1 on a leaves c1 on b alone.
-	if err := b.Unsubscribe(t.Context(), "a", "c1"); err != nil {
+	if err := b.Unsubscribe(t.Context(), "a", "c1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if sb.Ended() != domain.Live {
@@ -725,7 +725,7 @@ func testConcurrent(t *testing.T, newBroker Factory) {
 				}
 				res.Sub.Release()
 				DrainAll(res.Sub)
-				if err := b.Unsubscribe(ctx, topic, "churn"); err != nil {
+				if err := b.Unsubscribe(ctx, topic, "churn", w); err != nil {
 					sideErr = err
 					return
 				}

@@ -47,13 +47,13 @@ func (b *Broker) Subscribe(_ context.Context, name domain.TopicName, clientID st
 	return t.Subscribe(clientID, owner, lastN)
 }
 
-// Unsubscribe ends clientID's subscription to the topic, if any.
-func (b *Broker) Unsubscribe(_ context.Context, name domain.TopicName, clientID string) error {
+// Unsubscribe ends clientID's subscription to the topic, if any, for by (see domain.Topic.Unsubscribe).
+func (b *Broker) Unsubscribe(_ context.Context, name domain.TopicName, clientID string, by domain.Waker) error {
 	t, err := b.reg.Get(name)
 	if err != nil {
 		return err
 	}
-	_, err = t.Unsubscribe(clientID)
+	_, err = t.Unsubscribe(clientID, by)
 	return err
 }
 

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
@@ -35,11 +36,13 @@ type Options struct {
 	Telemetry *telemetry.Telemetry
 	WS        http.Handler // serves /ws
 	Ready     func() bool  // /readyz
+	// Auth authenticates requests (nil: authentication is off). See auth.go.
+	Auth *auth.Authenticator
 }
 
 // NewRouter returns the application's handler: REST, probes and /ws.
 func NewRouter(o Options) http.Handler {
-	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready}
+	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready, auth: o.Auth}
 	r := mux.NewRouter()
 	// mux runs its middleware only on matched routes, so the unrouted handlers are wrapped here:
 	// they are counted under route "other" like the metric contract says.
@@ -63,7 +66,8 @@ func NewRouter(o Options) http.Handler {
 	r.Handle("/ws", o.WS).Methods(http.MethodGet)
 	// The recoverer inside instrument turns a panic into the 500 that the span, the request metrics
 	// and the log (with the request's trace) all see; the outer one guards the unrouted handlers.
-	r.Use(h.instrument, h.recoverer)
+	// The guard comes after both, so refusals are traced and counted like any other answer.
+	r.Use(h.instrument, h.recoverer, h.guard)
 	return h.recoverer(r)
 }
 
@@ -71,6 +75,7 @@ type handlers struct {
 	api   service.API
 	tel   *telemetry.Telemetry
 	ready func() bool
+	auth  *auth.Authenticator // nil: off
 }
 
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {

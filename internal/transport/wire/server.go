@@ -26,7 +26,10 @@ const (
 	InfoPing                 = "ping"
 	InfoTopicDeleted         = "topic_deleted"
 	InfoSubscriptionReplaced = "subscription_replaced"
-	InfoServerShutdown       = "server_shutdown"
+	// InfoUnsubscribed (extension) tells a connection that another connection of the same
+	// principal ended one of its subscriptions.
+	InfoUnsubscribed   = "unsubscribed"
+	InfoServerShutdown = "server_shutdown"
 )
 
 // EncodeEvent encodes an event once, and every subscriber writes the same bytes. The payload is

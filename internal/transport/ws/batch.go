@@ -184,6 +184,8 @@ func (b *batch) endNotice(sub *domain.Subscription, d domain.Batch, now time.Tim
 		b.deletedLost += d.Lost
 	case domain.Replaced:
 		msg = wire.InfoSubscriptionReplaced
+	case domain.UnsubscribedElsewhere:
+		msg = wire.InfoUnsubscribed
 	default:
 		return
 	}

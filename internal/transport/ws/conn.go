@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
+	"github.com/pubsubd/pubsub/internal/auth"
+	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 )
 
@@ -40,6 +42,9 @@ type conn struct {
 	out outbox
 	w   writeSide // owned by whoever holds out.writing
 
+	principal *auth.Principal            // who the connection acts for; set before start
+	scopes    map[domain.TopicName]uint8 // cached scope decisions; owned by the reader goroutine
+
 	endMu     sync.Mutex
 	closeCode int    // why the connection ends; the first to set it wins
 	closeMsg  string // the reason in our close frame, if we send one
@@ -51,7 +56,7 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 	rc, fd := rawSocket(nc)
 	c := &conn{
 		s: s, nc: nc, id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(), inline: rc != nil,
-		out: newOutbox(),
+		out: newOutbox(), principal: auth.Anonymous, // ServeHTTP sets the handshake's
 	}
 	c.rd.init(rc, fd, s.cfg.MaxFrameBytes)
 	// A socket with no room for half the stall bound counts as stuck (the client is slow), so the

@@ -53,13 +53,22 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	switch req.Type {
+	case wire.TypeSubscribe, wire.TypeUnsubscribe, wire.TypePublish:
+		if !c.authorize(ctx, req) {
+			return
+		}
+	}
+	switch req.Type {
 	case wire.TypePing:
 		c.s.tel.Ping(ctx)
 		c.enqueue(reply{typ: wire.TypePong, data: wire.AppendPong(nil, req.RequestID, time.Now())})
 	case wire.TypeSubscribe:
 		c.subscribe(ctx, req)
 	case wire.TypeUnsubscribe:
-		if err := c.s.api.Unsubscribe(ctx, service.UnsubscribeRequest{Topic: req.Topic, ClientID: req.ClientID}); err != nil {
+		if err := c.s.api.Unsubscribe(ctx, service.UnsubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, Owner: c}); err != nil {
+			if c.refusedTakeover(ctx, req, err) {
+				return
+			}
 			c.replyError(ctx, req.RequestID, string(req.Topic), err)
 			return
 		}
@@ -76,6 +85,9 @@ func (c *conn) handle(data []byte) {
 func (c *conn) subscribe(ctx context.Context, req wire.Request) {
 	res, err := c.s.api.Subscribe(ctx, service.SubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, LastN: req.LastN, Owner: c})
 	if err != nil {
+		if c.refusedTakeover(ctx, req, err) {
+			return
+		}
 		c.replyError(ctx, req.RequestID, string(req.Topic), err)
 		return
 	}

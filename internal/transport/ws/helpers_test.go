@@ -41,6 +41,7 @@ type serverOpts struct {
 	// Tracing: when spans is set, every trace is recorded there (unless sampler says otherwise).
 	spans   *tracetest.SpanRecorder
 	sampler sdktrace.Sampler
+	auth    config.Auth // authentication settings; zero: off
 }
 
 type testServer struct {
@@ -85,6 +86,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		PingInterval: o.ws.PingInterval, PingTimeout: o.ws.PingTimeout, Heartbeat: o.ws.Heartbeat,
 		MaxFrameBytes: o.ws.MaxFrameBytes, WriteTimeout: o.ws.WriteTimeout, AllowedOrigins: o.ws.AllowedOrigins,
 		DrainTimeout: waitFor, DeliverySpans: 16, PublishStallMax: o.ws.PublishStallMax,
+		Auth: o.auth,
 	}
 	logs := &logbuffer.Buffer{}
 	a, err := app.New(cfg, app.Options{

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
@@ -45,6 +46,9 @@ type Config struct {
 	// one: large frames being read and write batches waiting for the socket (nil: unlimited).
 	// PUBSUB_MAX_BUFFER_BYTES sizes it; the read side and the write side take from the same one.
 	Buffers *domain.Budget
+	// Auth authenticates the handshake (nil: authentication is off and every connection acts for
+	// auth.Anonymous). See auth.go.
+	Auth *auth.Authenticator
 }
 
 // Server accepts and tracks WebSocket connections. Create it with NewServer, then Start it; every
@@ -106,7 +110,10 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 		WriteBufferSize: 512,
 		WriteBufferPool: &writeBufferPool,
 		CheckOrigin:     s.checkOrigin,
-		Error:           s.upgradeError,
+		// A browser offers its token as a second subprotocol beside "pubsub"; only "pubsub" is
+		// ever selected, so the token is never echoed in the response.
+		Subprotocols: []string{auth.Protocol},
+		Error:        s.upgradeError,
 	}
 	if tel.TracingEnabled() {
 		s.sampled = tel.Sampled
@@ -176,11 +183,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "server is shutting down")
 		return
 	}
+	principal := s.authenticate(w, r)
+	if principal == nil {
+		return // refused with 401, before any upgrade
+	}
 	wsc, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
 	c := newConn(s, wsc, r)
+	c.principal = principal
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
