@@ -41,6 +41,8 @@ type serverOpts struct {
 	// Tracing: when spans is set, every trace is recorded there (unless sampler says otherwise).
 	spans   *tracetest.SpanRecorder
 	sampler sdktrace.Sampler
+	// limits is config.Config's Limits, as pubsubd would be given them (zero: the ws defaults).
+	limits config.Limits
 }
 
 type testServer struct {
@@ -85,6 +87,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		PingInterval: o.ws.PingInterval, PingTimeout: o.ws.PingTimeout, Heartbeat: o.ws.Heartbeat,
 		MaxFrameBytes: o.ws.MaxFrameBytes, WriteTimeout: o.ws.WriteTimeout, AllowedOrigins: o.ws.AllowedOrigins,
 		DrainTimeout: waitFor, DeliverySpans: 16, PublishStallMax: o.ws.PublishStallMax,
+		Limits: o.limits,
 	}
 	logs := &logbuffer.Buffer{}
 	a, err := app.New(cfg, app.Options{
