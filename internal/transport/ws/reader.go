@@ -30,9 +30,11 @@ const (
 //
 // fr, quick and quickReads belong to the running reader goroutine. state moves between running,
 // parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
-// read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader; stop is set by
-// whoever ends the connection; peerClosed is set by the reader and read by teardown. done is closed
-// once, when reading is over.
+// read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
+// stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
+// peerClosed is set by the reader and read by teardown. done is closed once, when reading is over.
+// fr is dropped (its budget given back) by the reader goroutine when reading ends, and released by
+// it before it parks: a parked or finished reader holds no buffer.
 type reader struct {
 	fr         wsframe.Stream
 	quick      bool // restarted by the parker: read without waiting, and park again if that was all
