@@ -166,3 +166,26 @@ func appendFragment(b []byte, op byte, fin bool, mask [4]byte, p []byte) []byte 
 	}
 	return b
 }
+
+// FuzzStreamBudget feeds arbitrary bytes, in arbitrary read sizes, to a stream with a small budget
+// (sizes scaled down from the service's, so that inputs stay small): it never panics, never holds
+// more than Free plus what the budget granted, never overdraws the budget, and gives everything
+// back when dropped.
+func FuzzStreamBudget(f *testing.F) {
+	mask := [4]byte{1, 2, 3, 4}
+	f.Add(AppendFrame(nil, OpText, &mask, bytes.Repeat([]byte("a"), 3000)), uint16(70))
+	f.Add(appendFragment(appendFragment(nil, OpText, false, mask, make([]byte, 900)), OpContinuation, true, mask, make([]byte, 1500)), uint16(400))
+	f.Add(append(AppendFrame(nil, OpPing, &mask, []byte("p")), 0x81, 0xff, 0, 0, 0, 0, 0, 1, 0, 0), uint16(3))
+	f.Fuzz(func(t *testing.T, in []byte, step uint16) {
+		budget := domain.NewBudget(2048)
+		s := &Stream{Reader: Reader{Limit: 4096}, Masked: true, MinBuf: 32, MaxBuf: 256, Free: 512, Budget: budget}
+		_, _ = feed(s, in, int(step%8192)+1)
+		if used := budget.Used(); used > 2048 || used != s.Held() || int64(s.Cap()) > int64(s.Free)+used {
+			t.Fatalf("budget %d, held %d, buffers %d", used, s.Held(), s.Cap())
+		}
+		s.Drop()
+		if budget.Used() != 0 {
+			t.Fatalf("Drop left %d bytes taken", budget.Used())
+		}
+	})
+}
