@@ -81,7 +81,7 @@ const (
 var authReasons = []string{AuthMissing, AuthInvalid, AuthScope, AuthTakeover, AuthOrigin, AuthOther}
 
 // CloseCodes are the values of the connections-closed code label; anything else is "other".
-var closeCodes = []int{1000, 1001, 1006, 1008, 1009, 1011}
+var closeCodes = []int{1000, 1001, 1006, 1007, 1008, 1009, 1011, 1013}
 
 // Routes are the REST route templates, the values of the route label.
 var Routes = []string{"/topics", "/topics/{name}", "/health", "/stats", "/livez", "/readyz", "/ws", "other"}

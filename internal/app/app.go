@@ -126,6 +126,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		PublishStallMax: cfg.PublishStallMax,
 		Buffers:         domain.NewBudget(cfg.Limits.BufferMaxBytes),
 		Auth:            authn,
+		MessageTimeout:  cfg.Limits.MessageTimeout,
+		Fields:          wire.Limits{MaxIDBytes: cfg.Limits.MaxIDBytes, MaxHeaderBytes: cfg.Limits.MaxHeaderBytes},
 	}
 	if opts.TuneWS != nil {
 		opts.TuneWS(&wsCfg)

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -36,5 +37,21 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	b.SetBytes(int64(len(EncodeEvent(ev))))
 	for b.Loop() {
 		EncodeEvent(ev)
+	}
+}
+
+// BenchmarkDecodePublishAsServed is what the WebSocket reader does with each text message since
+// issue #11: the UTF-8 check on the whole message, then the decode within the default limits.
+// Compare it with BenchmarkDecodePublish of before that change for the read side's cost.
+func BenchmarkDecodePublishAsServed(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchPublish)))
+	for b.Loop() {
+		if !utf8.Valid(benchPublish) {
+			b.Fatal("invalid UTF-8")
+		}
+		if _, err := DecodeRequestLimited(benchPublish, DefaultLimits); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -71,21 +71,26 @@ func invalid(format string, args ...any) error {
 //
 // Well-typed frames, nearly all of them, are decoded in one pass into typed fields; a frame with a
 // field of the wrong JSON type is decoded again field by field, only to say precisely what is wrong.
-func DecodeRequest(data []byte) (Request, error) {
-	var f typedFrame
+func DecodeRequest(data []byte) (Request, error) { return DecodeRequestLimited(data, Limits{}) }
+
+// DecodeRequestLimited is DecodeRequest with the given limits on the lengths of client-chosen
+// strings. A request_id over its limit is refused and not echoed: the error's Request has no
+// RequestID. A length refusal is a LengthError.
+func DecodeRequestLimited(data []byte, lim Limits) (Request, error) {
+	f := newTypedFrame(lim)
 	if err := json.Unmarshal(data, &f); err == nil {
-		return f.request()
+		return f.request(lim)
 	}
-	return decodeByField(data)
+	return decodeByField(data, lim)
 }
 
 // typedFrame is a client frame whose fields all have the JSON types the contract says. A nil
 // pointer is a field that was absent or null.
 type typedFrame struct {
 	Type        *string         `json:"type"`
-	RequestID   *string         `json:"request_id"`
+	RequestID   limitedString   `json:"request_id"`
 	Topic       *string         `json:"topic"`
-	ClientID    *string         `json:"client_id"`
+	ClientID    limitedString   `json:"client_id"`
 	LastN       json.RawMessage `json:"last_n"`
 	Message     *typedMessage   `json:"message"`
 	TraceParent *string         `json:"traceparent"`
@@ -93,14 +98,25 @@ type typedFrame struct {
 }
 
 type typedMessage struct {
-	ID      *string           `json:"id"`
-	Payload json.RawMessage   `json:"payload"`
-	Headers map[string]string `json:"headers"`
+	ID      *string         `json:"id"`
+	Payload json.RawMessage `json:"payload"`
+	Headers json.RawMessage `json:"headers"` // read by parseHeaders, within the limits
+}
+
+// newTypedFrame returns a frame to decode into, its length-checked fields set to lim.
+func newTypedFrame(lim Limits) typedFrame {
+	return typedFrame{RequestID: limitedString{max: lim.id()}, ClientID: limitedString{max: lim.id()}}
 }
 
 // request validates f in the same order, and with the same messages, as decodeByField.
-func (f *typedFrame) request() (Request, error) {
-	req := Request{RequestID: f.RequestID}
+func (f *typedFrame) request(lim Limits) (Request, error) {
+	var req Request
+	if f.RequestID.long {
+		return req, tooLong("request_id is longer than %d bytes", lim.id())
+	}
+	if f.RequestID.set {
+		req.RequestID = &f.RequestID.s
+	}
 	if f.Type == nil {
 		return req, invalid("type is required")
 	}
@@ -117,8 +133,8 @@ func (f *typedFrame) request() (Request, error) {
 		req.TraceParent = *f.TraceParent
 	}
 	if f.TraceState != nil {
-		if len(*f.TraceState) > MaxHeaderValue {
-			return req, invalid("tracestate is longer than %d bytes", MaxHeaderValue)
+		if len(*f.TraceState) > lim.value() {
+			return req, tooLong("tracestate is longer than %d bytes", lim.value())
 		}
 		req.TraceState = *f.TraceState
 	}
@@ -134,7 +150,7 @@ func (f *typedFrame) request() (Request, error) {
 	}
 	switch req.Type {
 	case TypeSubscribe, TypeUnsubscribe:
-		if req.ClientID, err = checkClientID(f.ClientID); err != nil {
+		if req.ClientID, err = checkClientID(f.ClientID, lim); err != nil {
 			return req, err
 		}
 		if req.Type == TypeSubscribe {
@@ -158,14 +174,15 @@ func (f *typedFrame) request() (Request, error) {
 			return req, invalid("message.payload is required (null is allowed)")
 		}
 		req.Message = domain.Message{ID: uid, Payload: m.Payload}
-		if m.Headers != nil {
-			if err := checkHeaders(m.Headers); err != nil {
+		if m.Headers != nil && !isNull(m.Headers) {
+			h, err := parseHeaders(m.Headers, lim)
+			if err != nil {
 				return req, err
 			}
-			if err := headerTrace(m.Headers, &req); err != nil {
+			req.Message.Headers = h
+			if err := headerTrace(h, &req); err != nil {
 				return req, err
 			}
-			req.Message.Headers = m.Headers
 		}
 	}
 	return req, nil
@@ -192,19 +209,19 @@ func headerTrace(h map[string]string, req *Request) error {
 	return nil
 }
 
-func checkClientID(id *string) (string, error) {
-	if id == nil || *id == "" {
+func checkClientID(id limitedString, lim Limits) (string, error) {
+	if id.long {
+		return "", tooLong("client_id is longer than %d bytes", lim.id())
+	}
+	if !id.set || id.s == "" {
 		return "", invalid("client_id is required")
 	}
-	if len(*id) > MaxClientIDLen {
-		return "", invalid("client_id is longer than %d bytes", MaxClientIDLen)
-	}
-	return *id, nil
+	return id.s, nil
 }
 
 // decodeByField is the precise path: each field is decoded on its own, so a field of the wrong type
 // is named in the error.
-func decodeByField(data []byte) (Request, error) {
+func decodeByField(data []byte, lim Limits) (Request, error) {
 	var req Request
 	var raw rawFrame
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -214,11 +231,11 @@ func decodeByField(data []byte) (Request, error) {
 		return req, invalid("frame is not valid JSON")
 	}
 	if raw.RequestID != nil && !isNull(raw.RequestID) {
-		id, err := stringField(raw.RequestID, "request_id")
+		id, err := limitedField(raw.RequestID, "request_id", lim.id())
 		if err != nil {
 			return req, err
 		}
-		req.RequestID = &id
+		req.RequestID = &id.s
 	}
 	if raw.Type == nil || isNull(raw.Type) {
 		return req, invalid("type is required")
@@ -233,7 +250,7 @@ func decodeByField(data []byte) (Request, error) {
 	default:
 		return req, invalid("unknown type %q: expected subscribe, unsubscribe, publish or ping", truncate(typ))
 	}
-	if req.TraceParent, req.TraceState, err = traceContext(raw.TraceParent, raw.TraceState); err != nil {
+	if req.TraceParent, req.TraceState, err = traceContext(raw.TraceParent, raw.TraceState, lim); err != nil {
 		return req, err
 	}
 	if req.Type == TypePing {
@@ -244,25 +261,25 @@ func decodeByField(data []byte) (Request, error) {
 	}
 	switch req.Type {
 	case TypeSubscribe:
-		if req.ClientID, err = clientIDField(raw.ClientID); err != nil {
+		if req.ClientID, err = clientIDField(raw.ClientID, lim); err != nil {
 			return req, err
 		}
 		if req.LastN, err = lastNField(raw.LastN); err != nil {
 			return req, err
 		}
 	case TypeUnsubscribe:
-		if req.ClientID, err = clientIDField(raw.ClientID); err != nil {
+		if req.ClientID, err = clientIDField(raw.ClientID, lim); err != nil {
 			return req, err
 		}
 	case TypePublish:
-		if err = decodeMessage(raw.Message, &req); err != nil {
+		if err = decodeMessage(raw.Message, &req, lim); err != nil {
 			return req, err
 		}
 	}
 	return req, nil
 }
 
-func decodeMessage(data json.RawMessage, req *Request) error {
+func decodeMessage(data json.RawMessage, req *Request, lim Limits) error {
 	if data == nil || isNull(data) {
 		return invalid("message is required")
 	}
@@ -286,7 +303,7 @@ func decodeMessage(data json.RawMessage, req *Request) error {
 	}
 	req.Message = domain.Message{ID: uid, Payload: m.Payload}
 	if m.Headers != nil && !isNull(m.Headers) {
-		h, err := headersField(m.Headers)
+		h, err := parseHeaders(m.Headers, lim)
 		if err != nil {
 			return err
 		}
@@ -296,30 +313,7 @@ func decodeMessage(data json.RawMessage, req *Request) error {
 	return nil
 }
 
-func headersField(data json.RawMessage) (map[string]string, error) {
-	var h map[string]string
-	if err := json.Unmarshal(data, &h); err != nil {
-		return nil, invalid("message.headers must be an object of string values")
-	}
-	return h, checkHeaders(h)
-}
-
-func checkHeaders(h map[string]string) error {
-	if len(h) > MaxHeaders {
-		return invalid("message.headers has %d entries; the limit is %d", len(h), MaxHeaders)
-	}
-	for k, v := range h {
-		if k == "" || len(k) > MaxHeaderKey {
-			return invalid("message.headers keys must be 1 to %d bytes", MaxHeaderKey)
-		}
-		if len(v) > MaxHeaderValue {
-			return invalid("message.headers[%q] is %d bytes; the limit is %d", truncate(k), len(v), MaxHeaderValue)
-		}
-	}
-	return nil
-}
-
-func traceContext(tpRaw, tsRaw json.RawMessage) (string, string, error) {
+func traceContext(tpRaw, tsRaw json.RawMessage, lim Limits) (string, string, error) {
 	var tp, ts string
 	var err error
 	if tpRaw != nil && !isNull(tpRaw) {
@@ -334,8 +328,8 @@ func traceContext(tpRaw, tsRaw json.RawMessage) (string, string, error) {
 		if ts, err = stringField(tsRaw, "tracestate"); err != nil {
 			return "", "", err
 		}
-		if len(ts) > MaxHeaderValue {
-			return "", "", invalid("tracestate is longer than %d bytes", MaxHeaderValue)
+		if len(ts) > lim.value() {
+			return "", "", tooLong("tracestate is longer than %d bytes", lim.value())
 		}
 	}
 	return tp, ts, nil
@@ -373,15 +367,28 @@ func topicField(data json.RawMessage) (domain.TopicName, error) {
 // MaxClientIDLen bounds client ids: they end up in logs and subscription maps.
 const MaxClientIDLen = 256
 
-func clientIDField(data json.RawMessage) (string, error) {
+func clientIDField(data json.RawMessage, lim Limits) (string, error) {
 	if data == nil || isNull(data) {
 		return "", invalid("client_id is required")
 	}
-	s, err := stringField(data, "client_id")
+	s, err := limitedField(data, "client_id", lim.id())
 	if err != nil {
 		return "", err
 	}
-	return checkClientID(&s)
+	return checkClientID(s, lim)
+}
+
+// limitedField reads a string field within max bytes; one over it is a LengthError, reported by
+// the caller (checkClientID) or here (request_id).
+func limitedField(data json.RawMessage, name string, max int) (limitedString, error) {
+	s, long, ok := unquote(data, max)
+	if !ok {
+		return limitedString{}, invalid("%s must be a string", name)
+	}
+	if long && name == "request_id" {
+		return limitedString{}, tooLong("request_id is longer than %d bytes", max)
+	}
+	return limitedString{max: max, set: true, long: long, s: s}, nil
 }
 
 func lastNField(data json.RawMessage) (int, error) {

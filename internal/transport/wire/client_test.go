@@ -176,10 +176,10 @@ func TestDecodeRequest(t *testing.T) {
 		// message.headers.
 		{name: "headers array", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":["a"]}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "message.headers must be an object of string values"},
 		{name: "headers number value", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":{"a":1}}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "message.headers must be an object of string values"},
-		{name: "headers too many", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":` + headersJSON(17, 4, 1) + `}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "has 17 entries; the limit is 16"},
+		{name: "headers too many", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":` + headersJSON(17, 4, 1) + `}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "has more than 16 entries"},
 		{name: "headers key too long", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":` + headersJSON(1, 129, 1) + `}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "keys must be 1 to 128 bytes"},
 		{name: "headers key empty", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":{"":"v"}}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "keys must be 1 to 128 bytes"},
-		{name: "headers value too long", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":` + headersJSON(1, 4, 1025) + `}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "is 1025 bytes; the limit is 1024"},
+		{name: "headers value too long", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":` + headersJSON(1, 4, 1025) + `}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "is longer than 1024 bytes"},
 		{name: "headers invalid traceparent", in: publishFrame(`{"id":"` + testUUID + `","payload":1,"headers":{"traceparent":"00-xyz"}}`), want: Request{Type: TypePublish, RequestID: strp("r")}, wantErr: "message.headers.traceparent is not a valid W3C traceparent"},
 
 		// Top-level trace context.

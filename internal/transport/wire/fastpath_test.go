@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -23,16 +24,19 @@ func FuzzTypedMatchesByField(f *testing.F) {
 		`{"type":"subscribe","topic":"t","client_id":"c","last_n":1.5}`,
 		`{"type":"subscribe","topic":"a b","client_id":"c"}`,
 		`{"TYPE":"ping","Request_ID":"x"}`,
+		`{"type":"ping","request_id":"` + strings.Repeat(`\u0041`, 257) + `"}`,
+		`{"type":"publish","topic":"t","message":{"id":"` + testUUID + `","payload":1,"headers":{ "a\"b" : null , "c":"\u00e9"}}}`,
+		`{"type":"publish","topic":"t","message":{"id":"` + testUUID + `","payload":1,"headers":` + headersJSON(17, 3, 1) + `}}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var tf typedFrame
+		tf := newTypedFrame(Limits{})
 		if json.Unmarshal(data, &tf) != nil {
 			return // only the precise decoder reads this frame
 		}
-		fast, fastErr := tf.request()
-		slow, slowErr := decodeByField(data)
+		fast, fastErr := tf.request(Limits{})
+		slow, slowErr := decodeByField(data, Limits{})
 		if (fastErr == nil) != (slowErr == nil) || (fastErr != nil && fastErr.Error() != slowErr.Error()) {
 			t.Fatalf("%s:\n typed:    %v\n by field: %v", data, fastErr, slowErr)
 		}

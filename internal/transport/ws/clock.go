@@ -96,13 +96,18 @@ func (s *Server) flushSome() (stopped bool) {
 
 // lookIdle asks every writer goroutine that wrote nothing since the last look to exit, and every
 // reader that read nothing since the last look to park; it restarts parked readers whose peer has
-// been silent past the ping timeout, so that they find it dead.
+// been silent past the ping timeout, so that they find it dead, and closes connections whose
+// message has taken longer than MessageTimeout to arrive.
 func (s *Server) lookIdle() {
 	now := time.Now()
 	dead := now.Add(-(s.cfg.PingInterval + s.cfg.PingTimeout)).UnixNano()
+	late := now.Add(-s.cfg.MessageTimeout).UnixNano()
 	s.mu.Lock()
-	var idle, park, wake []*conn
+	var idle, park, wake, slow []*conn
 	for c := range s.conns {
+		if start := c.rd.msgStart.Load(); start != 0 && start < late && !c.rd.stop.Load() {
+			slow = append(slow, c)
+		}
 		if busy := c.out.busy.Swap(false); c.out.writing.Load() && !busy {
 			idle = append(idle, c)
 		}
@@ -121,6 +126,9 @@ func (s *Server) lookIdle() {
 		}
 	}
 	s.mu.Unlock()
+	for _, c := range slow {
+		c.messageTimedOut()
+	}
 	for _, c := range park {
 		c.rd.parkReq.Store(true)
 		_ = c.nc.SetReadDeadline(now) // the reader's read returns, and it parks

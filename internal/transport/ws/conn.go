@@ -58,7 +58,7 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		s: s, nc: nc, id: uuid.NewString(), remote: r.RemoteAddr, opened: time.Now(), inline: rc != nil,
 		out: newOutbox(), principal: auth.Anonymous, // ServeHTTP sets the handshake's
 	}
-	c.rd.init(rc, fd, s.cfg.MaxFrameBytes)
+	c.rd.init(rc, fd, s.cfg.MaxFrameBytes, s.cfg.Buffers)
 	// A socket with no room for half the stall bound counts as stuck (the client is slow), so the
 	// gate opens before the publishers' own bound runs out and they go on one by one, in order.
 	c.w.sock = sockWriter{sock: netSocket{nc: nc, rc: rc}, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline,

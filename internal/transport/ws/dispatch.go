@@ -5,11 +5,13 @@ import (
 	"context"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/internal/transport/wsframe"
+	"github.com/pubsubd/pubsub/telemetry"
 )
 
 // Dispatch runs on the reader goroutine: a frame becomes a service call, and its answer a reply in
@@ -19,6 +21,12 @@ import (
 func (c *conn) serveFrame(op byte, p []byte) error {
 	switch op {
 	case wsframe.OpText:
+		// One pass over the whole message, the fragments joined: text must be UTF-8 (RFC 6455
+		// 8.1), and a payload that is not would be stored and relayed verbatim.
+		if !utf8.Valid(p) {
+			c.s.tel.Metrics.FrameIn(wire.TypeInvalid, len(p))
+			return errBadUTF8
+		}
 		// handle keeps nothing of the frame's bytes: the decoder copies what it retains.
 		c.handle(p)
 	case wsframe.OpBinary:
@@ -41,10 +49,13 @@ func (c *conn) serveFrame(op byte, p []byte) error {
 
 // handle serves one text frame. Every frame gets its own root context (or the client's trace).
 func (c *conn) handle(data []byte) {
-	req, err := wire.DecodeRequest(data)
+	req, err := wire.DecodeRequestLimited(data, c.s.cfg.Fields)
 	typ := req.Type
 	if err != nil {
 		typ = wire.TypeInvalid
+		if wire.IsLengthError(err) {
+			c.s.tel.Metrics.LimitRejected(telemetry.LimitFieldLength)
+		}
 	}
 	c.s.tel.Metrics.FrameIn(typ, len(data))
 	ctx := c.s.tel.FrameContext(context.Background(), req.TraceParent, req.TraceState)
@@ -124,10 +135,13 @@ func (c *conn) publish(ctx context.Context, req wire.Request) error {
 func (c *conn) replyError(ctx context.Context, requestID *string, topic string, err error) {
 	code, msg := wire.WSError(err)
 	c.s.tel.Metrics.Error(code)
-	level := slog.LevelInfo
 	if code == wire.CodeInternal && domain.KindOf(err) == domain.KindInternal {
-		level = slog.LevelError
+		c.logf(ctx, slog.LevelError, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
+	} else {
+		// A client's error: the metric counts every one, the log keeps a sample at a bounded rate,
+		// so that a client sending bad frames in a loop cannot fill the disk.
+		c.s.tel.Refusals.Warn(ctx, "ws request refused", "conn_id", c.id, "remote", c.remote, "code", code,
+			"error", err.Error(), "topic", topic)
 	}
-	c.logf(ctx, level, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
 	c.enqueue(reply{typ: wire.TypeError, data: wire.AppendError(nil, requestID, "", code, msg, time.Now())})
 }

@@ -56,7 +56,7 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 	want := []parsed{{wsframe.OpText, `{"type":"ping"}`}, {wsframe.OpPing, "p"}, {wsframe.OpText, "fragmented"},
 		{wsframe.OpBinary, string(bytes.Repeat([]byte{1}, 300))}, {wsframe.OpText, string(big)}, {wsframe.OpClose, "\x03\xe8"}}
 	for _, step := range []int{1, 5, 100, 4096, len(in)} {
-		r := ptr(newFrameReader(1 << 20))
+		r := ptr(newFrameReader(1<<20, nil))
 		got, err := feed(t, r, in, step)
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
@@ -78,18 +78,18 @@ func TestFrameReaderJoinsFragmentsAndUnmasks(t *testing.T) {
 func TestFrameReaderLimit(t *testing.T) {
 	// The limit is on messages: fragments count together.
 	in := append(masked(0x01, bytes.Repeat([]byte("a"), 600)), masked(0x80, bytes.Repeat([]byte("b"), 600))...)
-	if _, err := feed(t, ptr(newFrameReader(1000)), in, len(in)); !errors.Is(err, wsframe.ErrTooBig) {
+	if _, err := feed(t, ptr(newFrameReader(1000, nil)), in, len(in)); !errors.Is(err, wsframe.ErrTooBig) {
 		t.Fatalf("two fragments over the limit: %v, want ErrTooBig", err)
 	}
 	// Known from the header alone: nothing of a huge frame is buffered.
-	r := ptr(newFrameReader(1000))
+	r := ptr(newFrameReader(1000, nil))
 	if _, err := feed(t, r, masked(0x81, bytes.Repeat([]byte("a"), 5000))[:20], 20); !errors.Is(err, wsframe.ErrTooBig) {
 		t.Fatalf("huge frame: %v, want ErrTooBig", err)
 	}
 	if r.Cap() > 512 {
 		t.Errorf("buffer grew to %d for a frame over the limit", r.Cap())
 	}
-	if got, err := feed(t, ptr(newFrameReader(1000)), masked(0x81, bytes.Repeat([]byte("a"), 1000)), 7); err != nil || len(got) != 1 {
+	if got, err := feed(t, ptr(newFrameReader(1000, nil)), masked(0x81, bytes.Repeat([]byte("a"), 1000)), 7); err != nil || len(got) != 1 {
 		t.Fatalf("a message at the limit: %v, %d messages", err, len(got))
 	}
 }
@@ -127,7 +127,7 @@ func FuzzFrameReader(f *testing.F) {
 		if step < 1 || step > len(in)+1 {
 			step = len(in) + 1
 		}
-		r := ptr(newFrameReader(4096))
+		r := ptr(newFrameReader(4096, nil))
 		got, _ := feed(t, r, in, step)
 		for _, m := range got {
 			if len(m.p) > 4096 {

@@ -42,6 +42,8 @@ type serverOpts struct {
 	spans   *tracetest.SpanRecorder
 	sampler sdktrace.Sampler
 	auth    config.Auth // authentication settings; zero: off
+	// limits is config.Config's Limits, as pubsubd would be given them (zero: the ws defaults).
+	limits config.Limits
 }
 
 type testServer struct {
@@ -86,7 +88,8 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		PingInterval: o.ws.PingInterval, PingTimeout: o.ws.PingTimeout, Heartbeat: o.ws.Heartbeat,
 		MaxFrameBytes: o.ws.MaxFrameBytes, WriteTimeout: o.ws.WriteTimeout, AllowedOrigins: o.ws.AllowedOrigins,
 		DrainTimeout: waitFor, DeliverySpans: 16, PublishStallMax: o.ws.PublishStallMax,
-		Auth: o.auth,
+		Auth:   o.auth,
+		Limits: o.limits,
 	}
 	logs := &logbuffer.Buffer{}
 	a, err := app.New(cfg, app.Options{

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/transport/wsframe"
 	"github.com/pubsubd/pubsub/telemetry"
 )
@@ -27,10 +29,12 @@ const (
 // starts a new one when input arrives (conn.resume).
 //
 // fr, quick and quickReads belong to the running reader goroutine. state moves between running,
-// parked and done under the parker's lock. busy and lastRead are set by the reader and read (busy
-// reset) by the server's clock; parkReq is set by the clock and taken by the reader; stop is set by
-// whoever ends the connection; peerClosed is set by the reader and read by teardown. done is closed
-// once, when reading is over.
+// parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
+// read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
+// stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
+// peerClosed is set by the reader and read by teardown. done is closed once, when reading is over.
+// fr is dropped (its budget given back) by the reader goroutine when reading ends, and released by
+// it before it parks: a parked or finished reader holds no buffer.
 type reader struct {
 	fr         wsframe.Stream
 	quick      bool // restarted by the parker: read without waiting, and park again if that was all
@@ -41,15 +45,16 @@ type reader struct {
 	state      atomic.Int32
 	busy       atomic.Bool  // a frame was served since the clock last looked
 	parkReq    atomic.Bool  // the clock asks the idle reader to park
-	stop       atomic.Bool  // the reader must end, not park
+	stop       atomic.Bool  // the reader must end, not park; no message timeout is counted after it
 	lastRead   atomic.Int64 // unix nanoseconds of the last frame read
+	msgStart   atomic.Int64 // unix nanoseconds when the message being read began to arrive; 0: none
 	peerClosed atomic.Bool  // the client sent a close frame: teardown echoes it
 	done       chan struct{}
 }
 
-// init readies a new connection's reader.
-func (r *reader) init(rc syscall.RawConn, fd int32, maxFrame int64) {
-	r.fr, r.rc, r.fd, r.done = newFrameReader(maxFrame), rc, fd, make(chan struct{})
+// init readies a new connection's reader; its buffers beyond a small share come from budget.
+func (r *reader) init(rc syscall.RawConn, fd int32, maxFrame int64, budget *domain.Budget) {
+	r.fr, r.rc, r.fd, r.done = newFrameReader(maxFrame, budget), rc, fd, make(chan struct{})
 	r.lastRead.Store(time.Now().UnixNano())
 	r.busy.Store(true) // a new connection is not idle: the clock's first look must not park it
 }
@@ -100,6 +105,7 @@ func (c *conn) readerFinished() {
 // readLoop runs the reader until the connection's input ends, or until it parks.
 func (c *conn) readLoop() {
 	if c.serveReads() {
+		c.rd.fr.Drop() // the buffers go back to the server's budget
 		c.rd.state.Store(readDone)
 		c.readerFinished()
 	}
@@ -134,6 +140,9 @@ func (c *conn) serveReads() (finished bool) {
 		if err == nil && ok {
 			c.frameRead()
 			err = c.serveFrame(op, p)
+			if !fr.Pending() && c.rd.msgStart.Load() != 0 {
+				c.rd.msgStart.Store(0) // the message is whole: its clock stops
+			}
 		}
 		if err != nil {
 			c.readFailed(err)
@@ -141,6 +150,11 @@ func (c *conn) serveReads() (finished bool) {
 		}
 		if ok {
 			continue
+		}
+		if !fr.Idle() && c.rd.msgStart.Load() == 0 {
+			// A message has begun to arrive: the server's clock gives it MessageTimeout to finish,
+			// pings in between or not (see Server.lookIdle).
+			c.rd.msgStart.Store(time.Now().UnixNano())
 		}
 		if c.rd.quick {
 			parked, again, qerr := c.readQuick()
@@ -212,7 +226,32 @@ func (c *conn) readFailed(err error) {
 	case errors.As(err, &ce):
 		// Teardown sends our close frame with this code and reason.
 		c.setClose(ce.code, ce.reason)
+		c.refused(ce)
 	default:
 		c.setClose(websocket.CloseAbnormalClosure, "")
 	}
+}
+
+// refused counts a connection closed for a client's fault against its limit, if it has one, and
+// logs it at the refusal log's bounded rate.
+func (c *conn) refused(ce *closeError) {
+	if ce.limit != "" {
+		c.s.tel.Metrics.LimitRejected(ce.limit)
+	}
+	c.s.tel.Refusals.Warn(context.Background(), "ws connection refused", "conn_id", c.id, "remote", c.remote,
+		"close_code", ce.code, "reason", ce.reason, "limit", ce.limit)
+}
+
+// messageTimedOut closes a connection whose message has not arrived whole within MessageTimeout:
+// a client that starts a message and keeps it open (with pings, say) must not hold its buffers
+// for ever. Called by the server's clock.
+func (c *conn) messageTimedOut() {
+	if c.rd.stop.Swap(true) {
+		return // ending already (a look before this one timed it out): counted once
+	}
+	ce := &closeError{code: websocket.ClosePolicyViolation, reason: "message not complete within PUBSUB_MESSAGE_TIMEOUT",
+		limit: telemetry.LimitMessageTimeout}
+	c.setClose(ce.code, ce.reason)
+	c.refused(ce)
+	c.stopReading()
 }

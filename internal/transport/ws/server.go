@@ -49,6 +49,13 @@ type Config struct {
 	// Auth authenticates the handshake (nil: authentication is off and every connection acts for
 	// auth.Anonymous). See auth.go.
 	Auth *auth.Authenticator
+	// MessageTimeout bounds how long a client message may take to arrive whole once its first
+	// bytes have come (fragments and interleaved pings included); past it the connection is closed
+	// with 1008. The server's clock checks it, so it is enforced within IdleAfter (0: 10s).
+	MessageTimeout time.Duration
+	// Fields bounds the lengths of client_id, request_id and header keys and values, checked
+	// while a frame is decoded (zero: wire's defaults).
+	Fields wire.Limits
 }
 
 // Server accepts and tracks WebSocket connections. Create it with NewServer, then Start it; every
@@ -100,6 +107,9 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	if cfg.MaxPendingReplies <= 0 {
 		cfg.MaxPendingReplies = 4096
+	}
+	if cfg.MessageTimeout <= 0 {
+		cfg.MessageTimeout = 10 * time.Second
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.pubLocks.seed = maphash.MakeSeed()

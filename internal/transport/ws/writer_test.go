@@ -172,7 +172,7 @@ func newUnitConn(t *testing.T, s *Server, sock socket) (*conn, net.Conn) {
 	nc, peer := net.Pipe()
 	t.Cleanup(func() { _ = peer.Close() })
 	c := &conn{s: s, nc: nc, id: "unit", opened: time.Now(), inline: true, out: newOutbox()}
-	c.rd.init(nil, -1, 1<<20)
+	c.rd.init(nil, -1, 1<<20, nil)
 	c.w.sock = sockWriter{sock: sock, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline}
 	return c, peer
 }

@@ -137,7 +137,7 @@ func (r *Reader) Add(h Header, p []byte) (op byte, msg []byte, done bool) {
 	case h.Fin && !r.frag:
 		return h.Op, p, true
 	case !r.frag:
-		r.msg, r.op, r.frag = append(make([]byte, 0, 2*len(p)), p...), h.Op, true
+		r.msg, r.op, r.frag = append(r.msg[:0], p...), h.Op, true
 		return 0, nil, false
 	}
 	r.msg = append(r.msg, p...)
