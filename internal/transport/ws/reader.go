@@ -26,7 +26,7 @@ const (
 // reader idle for a clock period parks its socket in the server's parker and ends, and the parker
 // starts a new one when input arrives (conn.resume).
 //
-// fr, quick and quickReads belong to the running reader goroutine. state moves between running,
+// fr, quick, quickReads and publishes belong to the running reader goroutine. state moves between running,
 // parked and done under the parker's lock. busy and lastRead are set by the reader and read (busy
 // reset) by the server's clock; parkReq is set by the clock and taken by the reader; stop is set by
 // whoever ends the connection; peerClosed is set by the reader and read by teardown. done is closed
@@ -44,6 +44,7 @@ type reader struct {
 	stop       atomic.Bool  // the reader must end, not park
 	lastRead   atomic.Int64 // unix nanoseconds of the last frame read
 	peerClosed atomic.Bool  // the client sent a close frame: teardown echoes it
+	publishes  tokenBucket  // the publish rate limit; dispatch's, on the reader goroutine
 	done       chan struct{}
 }
 
