@@ -37,6 +37,7 @@ type serverOpts struct {
 	queue, history int
 	policy         domain.Policy
 	ws             ws.Config
+	limits         config.Limits // through config and the app's wiring, as pubsubd gets them
 	wrap           func(service.API) service.API
 	// Tracing: when spans is set, every trace is recorded there (unless sampler says otherwise).
 	spans   *tracetest.SpanRecorder
@@ -85,6 +86,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		PingInterval: o.ws.PingInterval, PingTimeout: o.ws.PingTimeout, Heartbeat: o.ws.Heartbeat,
 		MaxFrameBytes: o.ws.MaxFrameBytes, WriteTimeout: o.ws.WriteTimeout, AllowedOrigins: o.ws.AllowedOrigins,
 		DrainTimeout: waitFor, DeliverySpans: 16, PublishStallMax: o.ws.PublishStallMax,
+		Limits: o.limits,
 	}
 	logs := &logbuffer.Buffer{}
 	a, err := app.New(cfg, app.Options{
