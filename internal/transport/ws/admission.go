@@ -102,12 +102,13 @@ func clientAddr(r *http.Request) string {
 // connection holds, or false after answering the request with the refusal.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if !s.originAllowed(r) {
+		origin := clip(r.Header.Get("Origin"), 256) // the client's text: keep log lines small
 		s.tel.Metrics.AuthFailed(telemetry.AuthOrigin)
 		s.tel.Metrics.Error(wire.CodeUnauthorized)
 		s.tel.Refusals.Warn(r.Context(), "ws handshake refused: origin not allowed",
-			"origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
+			"origin", origin, "host", clip(r.Host, 256), "remote", r.RemoteAddr)
 		wire.WriteError(w, http.StatusForbidden, wire.CodeUnauthorized,
-			"origin "+r.Header.Get("Origin")+" may not open /ws (PUBSUB_ALLOWED_ORIGINS)")
+			"origin "+origin+" may not open /ws (PUBSUB_ALLOWED_ORIGINS)")
 		return "", false
 	}
 	addr := clientAddr(r)
@@ -130,6 +131,14 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	return addr, true
+}
+
+// clip shortens s to at most n bytes.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // logRefusal is the bounded-rate log line of a refused WebSocket request.
