@@ -71,6 +71,9 @@ func TestConnectionLimitTotal(t *testing.T) {
 		t.Fatalf("4th connection: %d %s, want 503 %s", status, code, wire.CodeUnavailable)
 	}
 	expectMetric(t, s, 1, "pubsub_limit_rejections_total", "limit", "connections")
+	if code, _ := s.do(t, "GET", "/livez", ""); code != http.StatusOK {
+		t.Fatalf("/livez at the connection limit: %d", code)
+	}
 	// No leak: every connection that ends frees its slot, over and over.
 	for i := range 10 {
 		_ = conns[i%3].Close()
