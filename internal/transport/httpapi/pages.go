@@ -79,10 +79,10 @@ func (pg page) link(w http.ResponseWriter, r *http.Request, next string) {
 // bodyTooLarge refuses a request body above MaxBodyBytes: 413 PAYLOAD_TOO_LARGE, counted as a
 // limit rejection and logged at a bounded rate.
 func (h *handlers) bodyTooLarge(w http.ResponseWriter, r *http.Request) {
+	status, code, msg := wire.HTTPError(domain.Errorf(domain.KindTooLarge, "request body is larger than %d bytes", h.maxBody))
 	h.tel.Metrics.LimitRejected(telemetry.LimitBodySize)
-	h.tel.Metrics.Error(wire.CodePayloadTooLarge)
+	h.tel.Metrics.Error(code)
 	h.tel.Refusals.Warn(r.Context(), "http request refused: body too large", "method", r.Method, "path", r.URL.Path,
 		"limit", h.maxBody, "remote", r.RemoteAddr)
-	wire.WriteError(w, http.StatusRequestEntityTooLarge, wire.CodePayloadTooLarge,
-		"request body is larger than "+strconv.FormatInt(h.maxBody, 10)+" bytes")
+	wire.WriteError(w, status, code, msg)
 }

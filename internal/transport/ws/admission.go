@@ -2,13 +2,13 @@ package ws
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 
+	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
 )
@@ -102,6 +102,7 @@ func clientAddr(r *http.Request) string {
 // connection holds, or false after answering the request with the refusal.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if !s.originAllowed(r) {
+		// 403, not the table's 401 for UNAUTHORIZED: no credential would help this page.
 		origin := clip(r.Header.Get("Origin"), 256) // the client's text: keep log lines small
 		s.tel.Metrics.AuthFailed(telemetry.AuthOrigin)
 		s.tel.Metrics.Error(wire.CodeUnauthorized)
@@ -112,25 +113,25 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	addr := clientAddr(r)
+	var limit string
+	var err error
 	switch s.limits.enter(addr) {
+	case admitted:
+		return addr, true
 	case refusedTotal:
-		s.tel.Metrics.LimitRejected(telemetry.LimitConnections)
-		s.tel.Metrics.Error(wire.CodeUnavailable)
-		s.tel.Refusals.Warn(r.Context(), "ws handshake refused: connection limit", "limit", s.cfg.MaxConnections, "remote", r.RemoteAddr)
-		w.Header().Set("Retry-After", "1")
-		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable,
-			fmt.Sprintf("the server holds its limit of %d connections; try again later", s.cfg.MaxConnections))
-		return "", false
+		limit = telemetry.LimitConnections
+		err = domain.Errorf(domain.KindUnavailable, "the server holds its limit of %d connections; try again later", s.cfg.MaxConnections)
 	case refusedAddr:
-		s.tel.Metrics.LimitRejected(telemetry.LimitAddrConnections)
-		s.tel.Metrics.Error(wire.CodeRateLimited)
-		s.tel.Refusals.Warn(r.Context(), "ws handshake refused: connection limit per address", "limit", s.cfg.MaxConnectionsPerAddr, "remote", r.RemoteAddr)
-		w.Header().Set("Retry-After", "1")
-		wire.WriteError(w, http.StatusTooManyRequests, wire.CodeRateLimited,
-			fmt.Sprintf("your address holds its limit of %d connections; close one first", s.cfg.MaxConnectionsPerAddr))
-		return "", false
+		limit = telemetry.LimitAddrConnections
+		err = domain.Errorf(domain.KindRateLimited, "your address holds its limit of %d connections; close one first", s.cfg.MaxConnectionsPerAddr)
 	}
-	return addr, true
+	status, code, msg := wire.HTTPError(err)
+	s.tel.Metrics.LimitRejected(limit)
+	s.tel.Metrics.Error(code)
+	s.tel.Refusals.Warn(r.Context(), "ws handshake refused by a limit", "limit", limit, "remote", r.RemoteAddr)
+	w.Header().Set("Retry-After", "1")
+	wire.WriteError(w, status, code, msg)
+	return "", false
 }
 
 // clip shortens s to at most n bytes.
