@@ -34,7 +34,7 @@ func newLimitsFixture(t *testing.T, o httpapi.Options) *fixture {
 		t.Fatal(err)
 	}
 	f.tel = tel
-	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EncodeEvent})
+	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EventEncoder})
 	o.API = tel.Instrument(service.New(broker, service.Options{Observer: tel.Observer()}), wire.CodeOf)
 	o.Telemetry, o.Ready = tel, f.ready.Load
 	o.WS = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUpgradeRequired) })
