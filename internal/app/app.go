@@ -128,6 +128,9 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Auth:            authn,
 		MessageTimeout:  cfg.Limits.MessageTimeout,
 		Fields:          wire.Limits{MaxIDBytes: cfg.Limits.MaxIDBytes, MaxHeaderBytes: cfg.Limits.MaxHeaderBytes},
+		MaxConnections:  cfg.Limits.MaxConnections, MaxConnectionsPerAddr: cfg.Limits.MaxConnectionsPerAddr,
+		PublishRate: cfg.Limits.PublishRate, PublishBurst: cfg.Limits.PublishBurst,
+		MaxSubscriptionsPerConn: cfg.Limits.MaxSubscriptionsPerConn,
 	}
 	if opts.TuneWS != nil {
 		opts.TuneWS(&wsCfg)
@@ -140,14 +143,22 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		cfg: cfg, version: opts.Version, revision: opts.Revision,
 		log: tel.Logger, tel: tel, svc: svc, ws: wsServer,
 		app: &http.Server{
-			Handler:           httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready, Auth: authn}),
-			ReadHeaderTimeout: 10 * time.Second,
+			Handler: httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready, Auth: authn,
+				MaxBodyBytes: cfg.Limits.MaxBodyBytes, ListPageMax: cfg.Limits.ListPageMax}),
+			// Without these a client holds a connection (and its goroutine) for ever by sending
+			// nothing, half a request, or keeping it idle. ReadTimeout also bounds /ws handshakes;
+			// ws clears it on the upgraded socket.
+			ReadHeaderTimeout: orDefault(cfg.Limits.HTTPReadHeaderTimeout, 10*time.Second),
+			ReadTimeout:       cfg.Limits.HTTPReadTimeout,
+			IdleTimeout:       cfg.Limits.HTTPIdleTimeout,
+			MaxHeaderBytes:    cfg.Limits.HTTPMaxHeaderBytes,
 			ErrorLog:          errorLog,
 		},
 		stopRequested: make(chan struct{}),
 	}
 	if cfg.AdminAddr != "" {
-		a.admin = &http.Server{Handler: adminMux(tel), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+		a.admin = &http.Server{Handler: adminMux(tel, cfg.PprofEnabled), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: time.Minute, IdleTimeout: time.Minute, ErrorLog: errorLog}
 	}
 	return a, nil
 }
@@ -287,6 +298,18 @@ func (a *App) recovered(where string, v any) error {
 	return fmt.Errorf("%s: panic: %v", where, v)
 }
 
+// restGrace bounds how long Shutdown waits for REST requests in flight once the WebSocket drain is
+// over: every REST operation is quick, so only a client that is slow to send can need longer.
+const restGrace = time.Second
+
+// orDefault is d, or def when d is zero (a Config built without Load).
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
 // flushTimeout bounds the telemetry flush at the end of Shutdown.
 const flushTimeout = 2 * time.Second
 
@@ -323,7 +346,12 @@ func (a *App) shutdown(ctx context.Context, ln, adminLn net.Listener) error {
 		a.log.Warn("drain timed out; remaining connections were cut", "error", err.Error())
 		errs = append(errs, fmt.Errorf("drain: %w", err))
 	}
-	if err := a.app.Shutdown(drainCtx); err != nil {
+	// The WebSocket clients are gone; what is left are REST requests. Those in flight get a short
+	// grace; idle keep-alives are closed at once, and a client still sending half a request is cut
+	// at the end of the grace instead of holding the whole stop until its read timeout.
+	restCtx, cancelREST := context.WithTimeout(drainCtx, restGrace)
+	defer cancelREST()
+	if err := a.app.Shutdown(restCtx); err != nil {
 		_ = a.app.Close()
 	}
 	if ln != nil {
@@ -349,11 +377,16 @@ func (a *App) shutdown(ctx context.Context, ln, adminLn net.Listener) error {
 
 // adminMux serves metrics and profiles on their own listener, never on http.DefaultServeMux, so
 // they can be kept off the public port.
-func adminMux(tel *telemetry.Telemetry) *http.ServeMux {
+// Profiles are mounted only when pprof is enabled (PUBSUB_PPROF): they reveal the process's
+// memory and code, and a CPU profile or trace costs CPU while it runs.
+func adminMux(tel *telemetry.Telemetry, pprofEnabled bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(tel.Metrics.Registry, promhttp.HandlerOpts{
 		EnableOpenMetrics: true, Registry: tel.Metrics.Registry, ErrorLog: slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn),
 	}))
+	if !pprofEnabled {
+		return mux
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -188,7 +188,7 @@ func (c *wsClient) rest(t *testing.T) ([]string, error) {
 // TestServesOnFreePorts: the process serves the probes and /ws on the application listener, and
 // metrics and profiles on the admin listener only; a context that ends stops it cleanly.
 func TestServesOnFreePorts(t *testing.T) {
-	r := start(t, testConfig(t), app.Options{Version: "v1.2.3", Revision: "abc"})
+	r := start(t, testConfig(t, "-pprof=true"), app.Options{Version: "v1.2.3", Revision: "abc"})
 	c := newClient(t)
 	base, admin := "http://"+r.Addr(), "http://"+r.AdminAddr()
 	if r.AdminAddr() == "" || strings.HasSuffix(r.Addr(), ":0") {

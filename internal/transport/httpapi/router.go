@@ -27,8 +27,11 @@ import (
 	"github.com/pubsubd/pubsub/telemetry"
 )
 
-// maxBodyBytes bounds REST request bodies: a topic name is at most 255 characters.
-const maxBodyBytes = 64 << 10
+// Defaults of the Options limits, for a router built without them.
+const (
+	defaultMaxBodyBytes = 64 << 10 // a topic name is at most 255 characters
+	defaultListPageMax  = 1000
+)
 
 // Options wire the router to the rest of the process.
 type Options struct {
@@ -38,11 +41,22 @@ type Options struct {
 	Ready     func() bool  // /readyz
 	// Auth authenticates requests (nil: authentication is off). See auth.go.
 	Auth *auth.Authenticator
+	// MaxBodyBytes bounds REST request bodies: larger ones get 413 (0: 64 KiB).
+	MaxBodyBytes int64
+	// ListPageMax bounds the entries of one page of GET /topics and GET /stats, and is the page
+	// size when the client asks for none (0: 1000).
+	ListPageMax int
 }
 
 // NewRouter returns the application's handler: REST, probes and /ws.
 func NewRouter(o Options) http.Handler {
-	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready, auth: o.Auth}
+	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready, maxBody: o.MaxBodyBytes, pageMax: o.ListPageMax, auth: o.Auth}
+	if h.maxBody <= 0 {
+		h.maxBody = defaultMaxBodyBytes
+	}
+	if h.pageMax <= 0 {
+		h.pageMax = defaultListPageMax
+	}
 	r := mux.NewRouter()
 	// mux runs its middleware only on matched routes, so the unrouted handlers are wrapped here:
 	// they are counted under route "other" like the metric contract says.
@@ -72,10 +86,12 @@ func NewRouter(o Options) http.Handler {
 }
 
 type handlers struct {
-	api   service.API
-	tel   *telemetry.Telemetry
-	ready func() bool
-	auth  *auth.Authenticator // nil: off
+	api     service.API
+	tel     *telemetry.Telemetry
+	ready   func() bool
+	maxBody int64
+	pageMax int
+	auth    *auth.Authenticator // nil: off
 }
 
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -92,11 +108,15 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func (h *handlers) createTopic(w http.ResponseWriter, r *http.Request) {
 	var body wire.CreateTopicRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if r.ContentLength > h.maxBody { // refused before a byte of it is read
+		h.bodyTooLarge(w, r)
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.maxBody))
 	if err := dec.Decode(&body); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			h.fail(w, r, domain.Errorf(domain.KindTooLarge, "request body is larger than %d bytes", maxBodyBytes))
+			h.bodyTooLarge(w, r)
 			return
 		}
 		if errors.Is(err, io.EOF) {
@@ -149,15 +169,22 @@ func (h *handlers) deleteTopic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) listTopics(w http.ResponseWriter, r *http.Request) {
-	ts, err := h.api.ListTopics(r.Context())
+	pg, err := h.parsePage(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	out := wire.TopicList{Topics: make([]wire.TopicItem, len(ts))}
+	all, err := h.api.ListTopics(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ts, next := pg.of(all)
+	out := wire.TopicList{Topics: make([]wire.TopicItem, len(ts)), Next: next}
 	for i, t := range ts {
 		out.Topics[i] = wire.TopicItem{Name: string(t.Name), Subscribers: t.Subscribers}
 	}
+	pg.link(w, r, next)
 	wire.WriteJSON(w, http.StatusOK, out)
 }
 
@@ -171,12 +198,19 @@ func (h *handlers) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) stats(w http.ResponseWriter, r *http.Request) {
-	ts, err := h.api.Stats(r.Context())
+	pg, err := h.parsePage(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	out := wire.Stats{Topics: make(map[string]wire.TopicStats, len(ts))}
+	all, err := h.api.Stats(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ts, next := pg.of(all)
+	pg.link(w, r, next)
+	out := wire.Stats{Topics: make(map[string]wire.TopicStats, len(ts)), Next: next}
 	for _, t := range ts {
 		out.Topics[string(t.Name)] = wire.TopicStats{Messages: t.Messages, Subscribers: t.Subscribers}
 	}

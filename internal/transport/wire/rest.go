@@ -22,9 +22,11 @@ type TopicItem struct {
 	Subscribers int    `json:"subscribers"`
 }
 
-// TopicList answers GET /topics.
+// TopicList answers GET /topics. Next (an extension) is set when more topics follow this page:
+// the value of after for the next one. Without it the body is the contract's shape exactly.
 type TopicList struct {
 	Topics []TopicItem `json:"topics"`
+	Next   string      `json:"next,omitempty"`
 }
 
 // Health answers GET /health.
@@ -40,9 +42,10 @@ type TopicStats struct {
 	Subscribers int    `json:"subscribers"`
 }
 
-// Stats answers GET /stats.
+// Stats answers GET /stats. Next is as in TopicList.
 type Stats struct {
 	Topics map[string]TopicStats `json:"topics"`
+	Next   string                `json:"next,omitempty"`
 }
 
 // ErrorBody is every REST error.

@@ -35,6 +35,7 @@ type conn struct {
 	nc     net.Conn
 	id     string
 	remote string
+	addr   string // the client address its connection slot is counted under (connLimits)
 	opened time.Time
 	inline bool // the socket can be written without blocking: flushers may serve it
 
@@ -59,6 +60,7 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 		out: newOutbox(), principal: auth.Anonymous, // ServeHTTP sets the handshake's
 	}
 	c.rd.init(rc, fd, s.cfg.MaxFrameBytes, s.cfg.Buffers)
+	c.rd.publishes = newTokenBucket(s.cfg.PublishRate, s.cfg.PublishBurst, c.rd.lastRead.Load())
 	// A socket with no room for half the stall bound counts as stuck (the client is slow), so the
 	// gate opens before the publishers' own bound runs out and they go on one by one, in order.
 	c.w.sock = sockWriter{sock: netSocket{nc: nc, rc: rc}, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline,

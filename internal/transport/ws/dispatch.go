@@ -85,6 +85,9 @@ func (c *conn) handle(data []byte) {
 		}
 		c.ack(req)
 	case wire.TypePublish:
+		if !c.mayPublish(ctx, req) {
+			return
+		}
 		if err := c.publish(ctx, req); err != nil {
 			c.replyError(ctx, req.RequestID, string(req.Topic), err)
 			return
@@ -94,6 +97,9 @@ func (c *conn) handle(data []byte) {
 }
 
 func (c *conn) subscribe(ctx context.Context, req wire.Request) {
+	if !c.maySubscribe(ctx, req) {
+		return
+	}
 	res, err := c.s.api.Subscribe(ctx, service.SubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, LastN: req.LastN, Owner: c})
 	if err != nil {
 		if c.refusedTakeover(ctx, req, err) {

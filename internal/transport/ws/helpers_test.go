@@ -37,13 +37,12 @@ type serverOpts struct {
 	queue, history int
 	policy         domain.Policy
 	ws             ws.Config
+	limits         config.Limits // through config and the app's wiring, as pubsubd gets them
 	wrap           func(service.API) service.API
 	// Tracing: when spans is set, every trace is recorded there (unless sampler says otherwise).
 	spans   *tracetest.SpanRecorder
 	sampler sdktrace.Sampler
 	auth    config.Auth // authentication settings; zero: off
-	// limits is config.Config's Limits, as pubsubd would be given them (zero: the ws defaults).
-	limits config.Limits
 }
 
 type testServer struct {

@@ -28,7 +28,7 @@ const (
 // reader idle for a clock period parks its socket in the server's parker and ends, and the parker
 // starts a new one when input arrives (conn.resume).
 //
-// fr, quick and quickReads belong to the running reader goroutine. state moves between running,
+// fr, quick, quickReads and publishes belong to the running reader goroutine. state moves between running,
 // parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
 // read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
 // stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
@@ -49,6 +49,7 @@ type reader struct {
 	lastRead   atomic.Int64 // unix nanoseconds of the last frame read
 	msgStart   atomic.Int64 // unix nanoseconds when the message being read began to arrive; 0: none
 	peerClosed atomic.Bool  // the client sent a close frame: teardown echoes it
+	publishes  tokenBucket  // the publish rate limit; dispatch's, on the reader goroutine
 	done       chan struct{}
 }
 

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +25,14 @@ import (
 
 // Config tunes connections. Zero durations disable the matching timer.
 type Config struct {
-	PingInterval   time.Duration // WebSocket ping control frames to detect dead peers
-	PingTimeout    time.Duration // how long past a ping interval a peer may stay silent
-	Heartbeat      time.Duration // {"type":"info","msg":"ping"} interval
-	WriteTimeout   time.Duration // deadline for one batched write
-	MaxFrameBytes  int64         // larger client frames close the connection with 1009
-	AllowedOrigins []string      // empty: any Origin
+	PingInterval  time.Duration // WebSocket ping control frames to detect dead peers
+	PingTimeout   time.Duration // how long past a ping interval a peer may stay silent
+	Heartbeat     time.Duration // {"type":"info","msg":"ping"} interval
+	WriteTimeout  time.Duration // deadline for one batched write
+	MaxFrameBytes int64         // larger client frames close the connection with 1009
+	// AllowedOrigins are the browser Origins allowed to open /ws besides the request's own host;
+	// "*" allows any. Requests without Origin (not from a browser) always pass.
+	AllowedOrigins []string
 	// MaxPendingReplies bounds the replies (ack, pong, error, info) waiting for a client that sends
 	// requests but does not read; past it the connection is closed with 1008.
 	MaxPendingReplies int
@@ -56,6 +56,13 @@ type Config struct {
 	// Fields bounds the lengths of client_id, request_id and header keys and values, checked
 	// while a frame is decoded (zero: wire's defaults).
 	Fields wire.Limits
+
+	// Limits; zero turns each off.
+	MaxConnections          int     // connections in total; more are refused with 503
+	MaxConnectionsPerAddr   int     // connections from one client IP; more are refused with 429
+	PublishRate             float64 // publishes a second per connection, after PublishBurst at once
+	PublishBurst            int     // the publish bucket's size (at least 1)
+	MaxSubscriptionsPerConn int     // subscriptions one connection may hold
 }
 
 // Server accepts and tracks WebSocket connections. Create it with NewServer, then Start it; every
@@ -69,6 +76,7 @@ type Server struct {
 	sampled  func(*domain.Event) bool // nil when tracing is off
 	stall    stallGate
 	pubLocks publishLocks
+	limits   connLimits
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -113,13 +121,15 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.pubLocks.seed = maphash.MakeSeed()
+	s.limits.maxTotal, s.limits.maxPerAddr = cfg.MaxConnections, cfg.MaxConnectionsPerAddr
 	s.upgrader = websocket.Upgrader{
 		// The reader reads frames itself (frame.go) and the writer frames its own; gorilla does
 		// the handshake, and its buffers are kept at their minimum.
 		ReadBufferSize:  1,
 		WriteBufferSize: 512,
 		WriteBufferPool: &writeBufferPool,
-		CheckOrigin:     s.checkOrigin,
+		// admit has checked the Origin before the upgrade, counting and logging a refusal.
+		CheckOrigin: func(*http.Request) bool { return true },
 		// A browser offers its token as a second subprotocol beside "pubsub"; only "pubsub" is
 		// ever selected, so the token is never echoed in the response.
 		Subprotocols: []string{auth.Protocol},
@@ -151,14 +161,6 @@ func (s *Server) Start() {
 	for range runtime.GOMAXPROCS(0) {
 		s.flushers.Go(s.flushLoop)
 	}
-}
-
-func (s *Server) checkOrigin(r *http.Request) bool {
-	if len(s.cfg.AllowedOrigins) == 0 {
-		return true
-	}
-	origin := r.Header.Get("Origin")
-	return origin == "" || slices.ContainsFunc(s.cfg.AllowedOrigins, func(o string) bool { return strings.EqualFold(o, origin) })
 }
 
 // upgradeError answers a failed handshake in the contract's JSON error shape.
@@ -193,19 +195,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "server is shutting down")
 		return
 	}
+	addr, ok := s.admit(w, r)
+	if !ok {
+		return // admit has answered
+	}
 	principal := s.authenticate(w, r)
 	if principal == nil {
+		s.limits.leave(addr)
 		return // refused with 401, before any upgrade
 	}
 	wsc, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.limits.leave(addr)
 		return // the upgrader has answered
 	}
+	// The HTTP server's read deadline (PUBSUB_HTTP_READ_TIMEOUT) is still on the hijacked socket:
+	// a WebSocket lives for hours, and its reader sets deadlines of its own.
+	_ = wsc.NetConn().SetDeadline(time.Time{})
 	c := newConn(s, wsc, r)
 	c.principal = principal
+	c.addr = addr
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		s.limits.leave(addr)
 		_ = wsc.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server is shutting down"), time.Now().Add(time.Second))
 		_ = wsc.Close()
 		return
@@ -222,6 +235,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.limits.leave(c.addr)
 	s.count.Add(-1)
 	s.wg.Done()
 }
