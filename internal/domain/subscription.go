@@ -163,6 +163,8 @@ func (s *Subscription) clearLocked() {
 type Batch struct {
 	Events   []*Event
 	Replayed int    // how many of Events come from history
+	Bytes    int    // the sum of Events' encoded frames (len(Frame))
+	More     bool   // events were left queued by the count or byte bound: drain again
 	Dropped  uint64 // DropOldest losses to report before Events
 	Overflow bool
 	End      EndReason
@@ -173,6 +175,16 @@ type Batch struct {
 // say. It returns an empty Batch while the subscription is held. Once it has returned a Batch with
 // End or Overflow set, the subscription is finished and the writer should forget it.
 func (s *Subscription) Drain(dst []*Event, max int) Batch {
+	return s.DrainBytes(dst, max, 0)
+}
+
+// DrainBytes is Drain bounded by bytes as well: it stops before the event that would take the
+// encoded frames it hands out past maxBytes (maxBytes <= 0: no byte bound). It always hands out at
+// least one event when one is ready and max > 0, so an event larger than maxBytes still goes out, on
+// its own. What it leaves stays queued, in order, for the next call: that is how a writer keeps a
+// batch bounded by bytes without losing or reordering anything (a 100-event replay of 1 MiB
+// messages is written in a hundred batches, not copied into one buffer).
+func (s *Subscription) DrainBytes(dst []*Event, max, maxBytes int) Batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := Batch{Events: dst}
@@ -185,22 +197,29 @@ func (s *Subscription) Drain(dst []*Event, max int) Batch {
 		return b
 	}
 	b.Dropped, s.dropped = s.dropped, 0
-	for len(s.replay) > 0 && max > 0 {
+	// fits says whether ev may join what is taken so far.
+	fits := func(ev *Event) bool {
+		return maxBytes <= 0 || b.Bytes+len(ev.Frame) <= maxBytes || len(b.Events) == len(dst)
+	}
+	for len(s.replay) > 0 && max > 0 && fits(s.replay[0]) {
 		b.Events = append(b.Events, s.replay[0])
+		b.Bytes += len(s.replay[0].Frame)
 		s.replay[0] = nil
 		s.replay = s.replay[1:]
 		b.Replayed++
 		max--
 	}
 	c := len(s.buf)
-	for s.n > 0 && max > 0 {
+	for len(s.replay) == 0 && s.n > 0 && max > 0 && fits(s.buf[s.head]) {
 		b.Events = append(b.Events, s.buf[s.head])
+		b.Bytes += len(s.buf[s.head].Frame)
 		s.buf[s.head] = nil
 		s.head = (s.head + 1) % c
 		s.n--
 		max--
 	}
-	if s.end != Live && s.n == 0 && len(s.replay) == 0 {
+	b.More = s.n > 0 || len(s.replay) > 0
+	if s.end != Live && !b.More {
 		b.End, b.Lost = s.end, s.lost
 		s.lost = 0
 	}
