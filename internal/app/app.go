@@ -115,6 +115,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		WriteTimeout: cfg.WriteTimeout, MaxFrameBytes: cfg.MaxFrameBytes, AllowedOrigins: cfg.AllowedOrigins,
 		PublishStallMax: cfg.PublishStallMax,
 		Buffers:         domain.NewBudget(cfg.Limits.BufferMaxBytes),
+		BatchMaxBytes:   cfg.Limits.BatchMaxBytes,
+		ReplyMaxBytes:   cfg.Limits.ReplyMaxBytes,
 	}
 	if opts.TuneWS != nil {
 		opts.TuneWS(&wsCfg)

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/telemetry"
 )
 
 // conn is one WebSocket connection, in parts with one job each:
@@ -56,6 +57,7 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 	c.rd.init(rc, fd, s.cfg.MaxFrameBytes)
 	// A socket with no room for half the stall bound counts as stuck (the client is slow), so the
 	// gate opens before the publishers' own bound runs out and they go on one by one, in order.
+	c.w.b.limit, c.w.b.budget = int(s.cfg.BatchMaxBytes), s.cfg.Buffers
 	c.w.sock = sockWriter{sock: netSocket{nc: nc, rc: rc}, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline,
 		patience: s.cfg.PublishStallMax / 2}
 	return c
@@ -98,10 +100,14 @@ func (c *conn) holdPublishers() {
 }
 
 // enqueue hands a reply to the writer. A client that keeps sending requests without reading the
-// replies is cut off rather than allowed to grow the queue without bound.
+// replies is cut off (1008) rather than allowed to grow the queue without bound, by count or by
+// bytes: what waits is bounded by MaxPendingReplies and ReplyMaxBytes.
 func (c *conn) enqueue(r reply) {
-	if !c.out.add(r, c.s.cfg.MaxPendingReplies) {
-		c.setClose(websocket.ClosePolicyViolation, "too many unread replies")
+	if !c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
+		c.s.tel.Metrics.LimitRejected(telemetry.LimitReplies)
+		c.s.tel.Refusals.Warn(context.Background(), "ws connection closed: replies not read", "conn_id", c.id,
+			"remote", c.remote, "limit", telemetry.LimitReplies)
+		c.setClose(websocket.ClosePolicyViolation, "replies not read")
 		c.stopReading()
 		return
 	}

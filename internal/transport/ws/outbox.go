@@ -25,9 +25,10 @@ import (
 // replies and subs are guarded by mu: the reader adds, the write side's owner takes. The flags are
 // set by the parties named and consumed by the write side's owner.
 type outbox struct {
-	mu      sync.Mutex
-	replies []reply
-	subs    []*domain.Subscription
+	mu         sync.Mutex
+	replies    []reply
+	replyBytes int // the payload bytes of replies
+	subs       []*domain.Subscription
 
 	wake    chan struct{} // cap 1: "there is something to write"
 	writing atomic.Bool   // the write side is owned
@@ -54,14 +55,17 @@ func (o *outbox) signal() {
 	}
 }
 
-// add queues a reply unless max replies are waiting already; it reports whether it did.
-func (o *outbox) add(r reply, max int) bool {
+// add queues a reply unless max replies are waiting already, or it would take the waiting replies'
+// bytes past maxBytes (maxBytes <= 0: no byte bound); it reports whether it did. A reply alone is
+// never refused for its size: the read side bounds what one request can make it.
+func (o *outbox) add(r reply, max, maxBytes int) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.replies) >= max {
+	if len(o.replies) >= max || (maxBytes > 0 && len(o.replies) > 0 && o.replyBytes+len(r.data) > maxBytes) {
 		return false
 	}
 	o.replies = append(o.replies, r)
+	o.replyBytes += len(r.data)
 	return true
 }
 
@@ -77,7 +81,7 @@ func (o *outbox) addSub(sub *domain.Subscription) {
 func (o *outbox) take(snapshot *[]*domain.Subscription) []reply {
 	o.mu.Lock()
 	replies := o.replies
-	o.replies = nil
+	o.replies, o.replyBytes = nil, 0
 	*snapshot = append((*snapshot)[:0], o.subs...)
 	o.mu.Unlock()
 	return replies
@@ -95,6 +99,6 @@ func (o *outbox) close() []*domain.Subscription {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	subs := o.subs
-	o.subs, o.replies = nil, nil
+	o.subs, o.replies, o.replyBytes = nil, nil, 0
 	return subs
 }

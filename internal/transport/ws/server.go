@@ -35,6 +35,13 @@ type Config struct {
 	// MaxPendingReplies bounds the replies (ack, pong, error, info) waiting for a client that sends
 	// requests but does not read; past it the connection is closed with 1008.
 	MaxPendingReplies int
+	// ReplyMaxBytes bounds those replies by bytes as well (PUBSUB_MAX_REPLY_BYTES; 0: 64 KiB): past
+	// it the connection is closed with 1008 "replies not read".
+	ReplyMaxBytes int64
+	// BatchMaxBytes bounds the events of one write batch (PUBSUB_MAX_BATCH_BYTES; 0: 256 KiB): what a
+	// connection's subscriptions hold beyond it stays in their queues, in order, for the next batch,
+	// so a backlog is never copied whole into a write buffer. An event larger than it goes out alone.
+	BatchMaxBytes int64
 	// IdleAfter is the server clock's period: a connection's writer goroutine or reader that has had
 	// nothing to do for a whole period is released (0: 2s).
 	IdleAfter time.Duration
@@ -96,6 +103,12 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	if cfg.MaxPendingReplies <= 0 {
 		cfg.MaxPendingReplies = 4096
+	}
+	if cfg.ReplyMaxBytes <= 0 {
+		cfg.ReplyMaxBytes = 64 << 10
+	}
+	if cfg.BatchMaxBytes <= 0 {
+		cfg.BatchMaxBytes = 256 << 10
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.pubLocks.seed = maphash.MakeSeed()

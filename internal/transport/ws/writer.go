@@ -215,6 +215,9 @@ func (c *conn) step() (stepResult, error) {
 	seen := c.out.backlogs.Load() // before the drain: see caughtUp
 	replies := c.out.take(&w.snapshot)
 	w.b.build(w.snapshot, replies, c.out.pingDue.Swap(false), now, c.s.sampled)
+	if w.b.refused {
+		c.bufferRefused()
+	}
 	c.settle(now)
 	if w.b.overflow != nil {
 		return stepOverflow, nil
@@ -257,6 +260,14 @@ func (c *conn) finishBatch() error {
 	}
 	c.written(time.Now())
 	return nil
+}
+
+// bufferRefused counts a batch that the shared buffer budget kept at the connection's own
+// allowance: it goes out in smaller pieces, and the client is not failed for it.
+func (c *conn) bufferRefused() {
+	c.s.tel.Metrics.LimitRejected(telemetry.LimitBufferMemory)
+	c.s.tel.Refusals.Warn(context.Background(), "write batch kept small: the connection buffer budget is spent",
+		"conn_id", c.id, "remote", c.remote, "limit", telemetry.LimitBufferMemory, "budget_bytes", c.s.cfg.Buffers.Limit())
 }
 
 // settle does what a built batch reports besides its bytes: drops start or extend slow-consumer
