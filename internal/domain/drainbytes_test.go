@@ -42,7 +42,7 @@ func TestSubscriptionDrainBytes(t *testing.T) {
 			pushAll(t, s, tt.queued)
 			s.Release()
 			for i, want := range tt.want {
-				b := s.DrainBytes(nil, tt.max, tt.maxBytes)
+				b := s.DrainBytes(nil, tt.max, tt.maxBytes, true)
 				if !slices.Equal(seqs(b.Events), want) {
 					t.Fatalf("drain %d = %v, want %v", i, seqs(b.Events), want)
 				}
@@ -57,7 +57,7 @@ func TestSubscriptionDrainBytes(t *testing.T) {
 					t.Fatalf("drain %d: More = %v, want %v", i, b.More, !last)
 				}
 			}
-			if b := s.DrainBytes(nil, tt.max, tt.maxBytes); len(b.Events) != 0 || b.More || s.Pending() {
+			if b := s.DrainBytes(nil, tt.max, tt.maxBytes, true); len(b.Events) != 0 || b.More || s.Pending() {
 				t.Fatalf("after the last drain: %v (More %v), Pending %v", seqs(b.Events), b.More, s.Pending())
 			}
 		})
@@ -69,20 +69,33 @@ func TestSubscriptionDrainBytesEndAfterLastEvent(t *testing.T) {
 	s, _ := newTestSub(10, DropOldest)
 	pushAll(t, s, sized(1, 3, 100))
 	s.finish(Replaced)
-	if b := s.DrainBytes(nil, 10, 150); b.End != Live || !slices.Equal(seqs(b.Events), []uint64{1}) {
+	if b := s.DrainBytes(nil, 10, 150, true); b.End != Live || !slices.Equal(seqs(b.Events), []uint64{1}) {
 		t.Fatalf("first drain: %v End %v, want [1] and Live", seqs(b.Events), b.End)
 	}
-	if b := s.DrainBytes(nil, 10, 250); b.End != Replaced || !slices.Equal(seqs(b.Events), []uint64{2, 3}) {
+	if b := s.DrainBytes(nil, 10, 250, true); b.End != Replaced || !slices.Equal(seqs(b.Events), []uint64{2, 3}) {
 		t.Fatalf("second drain: %v End %v, want [2 3] and Replaced", seqs(b.Events), b.End)
 	}
 }
 
-// Appending to a dst that holds events already still hands out at least one event.
+// Appending to a dst that holds events already still hands out at least one event, with oversize.
 func TestSubscriptionDrainBytesAtLeastOneWithDst(t *testing.T) {
 	s, _ := newTestSub(10, DropOldest)
 	pushAll(t, s, sized(1, 2, 100))
-	b := s.DrainBytes([]*Event{ev(99)}, 10, 50)
+	b := s.DrainBytes([]*Event{ev(99)}, 10, 50, true)
 	if !slices.Equal(seqs(b.Events), []uint64{99, 1}) || b.Bytes != 100 || !b.More {
 		t.Fatalf("DrainBytes = %v (Bytes %d, More %v), want [99 1] (100, true)", seqs(b.Events), b.Bytes, b.More)
+	}
+}
+
+// Without oversize, an event larger than what is left stays queued, and More says so: a writer
+// whose batch holds something already leaves it for the next batch.
+func TestSubscriptionDrainBytesWithoutOversize(t *testing.T) {
+	s, _ := newTestSub(10, DropOldest)
+	pushAll(t, s, sized(1, 1, 100))
+	if b := s.DrainBytes(nil, 10, 50, false); len(b.Events) != 0 || b.Bytes != 0 || !b.More {
+		t.Fatalf("DrainBytes(50, no oversize) = %v (More %v), want nothing and More", seqs(b.Events), b.More)
+	}
+	if b := s.DrainBytes(nil, 10, 50, true); !slices.Equal(seqs(b.Events), []uint64{1}) || b.More {
+		t.Fatalf("DrainBytes(50, oversize) = %v (More %v), want [1] and no More", seqs(b.Events), b.More)
 	}
 }

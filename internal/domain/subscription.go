@@ -175,16 +175,16 @@ type Batch struct {
 // say. It returns an empty Batch while the subscription is held. Once it has returned a Batch with
 // End or Overflow set, the subscription is finished and the writer should forget it.
 func (s *Subscription) Drain(dst []*Event, max int) Batch {
-	return s.DrainBytes(dst, max, 0)
+	return s.DrainBytes(dst, max, 0, true)
 }
 
 // DrainBytes is Drain bounded by bytes as well: it stops before the event that would take the
-// encoded frames it hands out past maxBytes (maxBytes <= 0: no byte bound). It always hands out at
-// least one event when one is ready and max > 0, so an event larger than maxBytes still goes out, on
-// its own. What it leaves stays queued, in order, for the next call: that is how a writer keeps a
+// encoded frames it hands out past maxBytes (maxBytes <= 0: no byte bound). With oversize, it hands
+// out at least one event when one is ready and max > 0, so that an event larger than maxBytes still
+// goes out, on its own: a writer passes it when its batch is empty. What it leaves stays queued, in order, for the next call: that is how a writer keeps a
 // batch bounded by bytes without losing or reordering anything (a 100-event replay of 1 MiB
 // messages is written in a hundred batches, not copied into one buffer).
-func (s *Subscription) DrainBytes(dst []*Event, max, maxBytes int) Batch {
+func (s *Subscription) DrainBytes(dst []*Event, max, maxBytes int, oversize bool) Batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := Batch{Events: dst}
@@ -199,7 +199,7 @@ func (s *Subscription) DrainBytes(dst []*Event, max, maxBytes int) Batch {
 	b.Dropped, s.dropped = s.dropped, 0
 	// fits says whether ev may join what is taken so far.
 	fits := func(ev *Event) bool {
-		return maxBytes <= 0 || b.Bytes+len(ev.Frame) <= maxBytes || len(b.Events) == len(dst)
+		return maxBytes <= 0 || b.Bytes+len(ev.Frame) <= maxBytes || (oversize && len(b.Events) == len(dst))
 	}
 	for len(s.replay) > 0 && max > 0 && fits(s.replay[0]) {
 		b.Events = append(b.Events, s.replay[0])

@@ -166,7 +166,8 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 			b.cut, b.more = true, true
 			return true
 		}
-		d := sub.DrainBytes(b.events[:0], maxDrain, room)
+		// Only the first events of a batch may be larger than the room: such an event goes alone.
+		d := sub.DrainBytes(b.events[:0], maxDrain, room, len(b.buf) == 0)
 		b.events = d.Events[:0]
 		if d.Overflow {
 			b.overflow, b.lost = sub, d.Lost
@@ -180,7 +181,11 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 		if len(d.Events) == maxDrain {
 			return true // the count bound: the other subscriptions' turn
 		}
-		// The byte bound: drain on, into a grown buffer if the limit and the budget allow.
+		// The byte bound: drain on into a grown buffer, if the limit and the budget allow it.
+		if !b.grow() {
+			b.cut = true
+			return true
+		}
 	}
 }
 
@@ -192,8 +197,8 @@ func (b *batch) room() int {
 	if b.limit > 0 {
 		free = min(free, b.limit-len(b.buf))
 	}
-	if free <= 0 && len(b.buf) == 0 {
-		return 1
+	if len(b.buf) == 0 {
+		return max(free, 1)
 	}
 	return free
 }

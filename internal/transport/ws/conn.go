@@ -99,19 +99,46 @@ func (c *conn) holdPublishers() {
 	}
 }
 
-// enqueue hands a reply to the writer. A client that keeps sending requests without reading the
-// replies is cut off (1008) rather than allowed to grow the queue without bound, by count or by
-// bytes: what waits is bounded by MaxPendingReplies and ReplyMaxBytes.
+// enqueue hands a reply to the writer; the reader calls it. What waits is bounded by count and by
+// bytes (MaxPendingReplies, ReplyMaxBytes). A client whose socket is full (the writer found no room
+// for a while: out.stuck) is not reading its replies: past either bound it is cut off (1008,
+// "replies not read") rather than allowed to grow the queue. A client that reads, but pipelines
+// requests faster than their replies are written, is slowed instead: the reader waits for the
+// writer to take the replies before it reads on, and cuts the client off only if that does not
+// happen within a write timeout, or its socket fills meanwhile.
 func (c *conn) enqueue(r reply) {
-	if !c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
+	if !c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) && !c.awaitReplyRoom(r) {
 		c.s.tel.Metrics.LimitRejected(telemetry.LimitReplies)
 		c.s.tel.Refusals.Warn(context.Background(), "ws connection closed: replies not read", "conn_id", c.id,
-			"remote", c.remote, "limit", telemetry.LimitReplies)
+			"remote", c.remote, "limit", telemetry.LimitReplies, "max_reply_bytes", c.s.cfg.ReplyMaxBytes)
 		c.setClose(websocket.ClosePolicyViolation, "replies not read")
 		c.stopReading()
 		return
 	}
 	c.Wake()
+}
+
+// replyPoll is how often a reader waiting for room in the replies looks whether the client's socket
+// has filled meanwhile.
+const replyPoll = 20 * time.Millisecond
+
+// awaitReplyRoom waits until the writer has taken the replies waiting and r fits, and reports
+// whether r was added: false when the client's socket is full, or after a write timeout.
+func (c *conn) awaitReplyRoom(r reply) bool {
+	c.Wake() // the writer may not know of the replies yet
+	deadline := time.Now().Add(c.s.cfg.WriteTimeout)
+	t := time.NewTicker(replyPoll)
+	defer t.Stop()
+	for !c.out.stuck.Load() && time.Now().Before(deadline) {
+		select {
+		case <-c.out.room:
+			if c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
+				return true
+			}
+		case <-t.C:
+		}
+	}
+	return false
 }
 
 // requestShutdown asks the writer to say goodbye and close (see shutdown).

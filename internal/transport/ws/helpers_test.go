@@ -38,6 +38,7 @@ type serverOpts struct {
 	policy         domain.Policy
 	ws             ws.Config
 	wrap           func(service.API) service.API
+	limits         config.Limits // as PUBSUB_MAX_* would set them; zero values keep the ws defaults
 	// Tracing: when spans is set, every trace is recorded there (unless sampler says otherwise).
 	spans   *tracetest.SpanRecorder
 	sampler sdktrace.Sampler
@@ -85,6 +86,7 @@ func newServer(t testing.TB, o serverOpts) *testServer {
 		PingInterval: o.ws.PingInterval, PingTimeout: o.ws.PingTimeout, Heartbeat: o.ws.Heartbeat,
 		MaxFrameBytes: o.ws.MaxFrameBytes, WriteTimeout: o.ws.WriteTimeout, AllowedOrigins: o.ws.AllowedOrigins,
 		DrainTimeout: waitFor, DeliverySpans: 16, PublishStallMax: o.ws.PublishStallMax,
+		Limits: o.limits,
 	}
 	logs := &logbuffer.Buffer{}
 	a, err := app.New(cfg, app.Options{

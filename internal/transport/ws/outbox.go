@@ -31,6 +31,7 @@ type outbox struct {
 	subs       []*domain.Subscription
 
 	wake    chan struct{} // cap 1: "there is something to write"
+	room    chan struct{} // cap 1: the owner took the replies; a reader waiting for room looks again
 	writing atomic.Bool   // the write side is owned
 
 	pingDue      atomic.Bool   // clock: a WebSocket ping is due
@@ -45,7 +46,15 @@ type outbox struct {
 	stuck        atomic.Bool   // owner: a write waited a stall bound for room, and none has fitted since
 }
 
-func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1)} }
+func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1), room: make(chan struct{}, 1)} }
+
+// madeRoom wakes a reader waiting for room in the replies, if there is one.
+func (o *outbox) madeRoom() {
+	select {
+	case o.room <- struct{}{}:
+	default:
+	}
+}
 
 // signal leaves the wake token; many signals before the owner looks are one.
 func (o *outbox) signal() {
@@ -84,6 +93,9 @@ func (o *outbox) take(snapshot *[]*domain.Subscription) []reply {
 	o.replies, o.replyBytes = nil, 0
 	*snapshot = append((*snapshot)[:0], o.subs...)
 	o.mu.Unlock()
+	if len(replies) > 0 {
+		o.madeRoom()
+	}
 	return replies
 }
 
@@ -100,5 +112,6 @@ func (o *outbox) close() []*domain.Subscription {
 	defer o.mu.Unlock()
 	subs := o.subs
 	o.subs, o.replies, o.replyBytes = nil, nil, 0
+	o.madeRoom() // a reader waiting for room need not wait for a writer that is gone
 	return subs
 }

@@ -118,7 +118,10 @@ func (w *sockWriter) finish(now time.Time, stuck func()) error {
 // applies to it), while a peer that reads nothing is cut a write timeout after the last bytes it
 // took. The drain deadline of a shutdown is never extended.
 func (w *sockWriter) write(b []byte, now time.Time) error {
-	w.arm(now)
+	// A whole write timeout from now, not arm's lazy deadline: this write waits.
+	d := w.limit(now)
+	_ = w.sock.SetWriteDeadline(d)
+	w.deadline = d
 	for {
 		n, err := w.sock.Write(b)
 		if n == 0 || n == len(b) || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -126,7 +129,7 @@ func (w *sockWriter) write(b []byte, now time.Time) error {
 		}
 		b = b[n:]
 		now = time.Now()
-		d := w.limit(now)
+		d = w.limit(now)
 		if !d.After(now) {
 			return err // the drain deadline has passed
 		}

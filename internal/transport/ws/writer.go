@@ -228,7 +228,9 @@ func (c *conn) step() (stepResult, error) {
 	}
 	c.out.busy.Store(true)
 	w.started = now
-	done, err := w.sock.try(w.b.buf, now)
+	// The time is read again: building a large batch takes a while, and a deadline armed from
+	// the time before it may have passed already.
+	done, err := w.sock.try(w.b.buf, time.Now())
 	if err != nil {
 		c.lostBatch()
 		return stepDone, err
@@ -348,7 +350,9 @@ func (c *conn) publishStatsIfDue() {
 // are written like anything else, so that idle connections need no goroutine of their own for them.
 func (c *conn) takeHeartbeat() {
 	if c.out.beatDue.Load() && c.out.beatDue.Swap(false) {
-		c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
+		// Never waits: the writer is who makes room. Skipped when replies are waiting already:
+		// those show the client that the server is alive just as well.
+		c.out.add(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())}, c.s.cfg.MaxPendingReplies, 0)
 	}
 }
 
