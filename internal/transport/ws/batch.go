@@ -157,7 +157,7 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 // drain frames what one subscription has ready, as far as the batch's limit allows. It returns false
 // when the subscription overflowed under the disconnect policy: the batch stops there.
 func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*domain.Event) bool) bool {
-	for {
+	for taken := 0; ; {
 		room := b.room()
 		if room <= 0 && b.grow() {
 			room = b.room()
@@ -167,7 +167,8 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 			return true
 		}
 		// Only the first events of a batch may be larger than the room: such an event goes alone.
-		d := sub.DrainBytes(b.events[:0], maxDrain, room, len(b.buf) == 0)
+		d := sub.DrainBytes(b.events[:0], maxDrain-taken, room, len(b.buf) == 0)
+		taken += len(d.Events)
 		b.events = d.Events[:0]
 		if d.Overflow {
 			b.overflow, b.lost = sub, d.Lost
@@ -178,7 +179,7 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 			return true
 		}
 		b.more = true
-		if len(d.Events) == maxDrain {
+		if taken == maxDrain {
 			return true // the count bound: the other subscriptions' turn
 		}
 		// The byte bound: drain on into a grown buffer, if the limit and the budget allow it.
