@@ -29,7 +29,7 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping control frames to detect dead peers
 	PingTimeout    time.Duration // how long past a ping interval a peer may stay silent
 	Heartbeat      time.Duration // {"type":"info","msg":"ping"} interval
-	WriteTimeout   time.Duration // deadline for one batched write
+	WriteTimeout   time.Duration // how long a write may make no progress before the peer is cut
 	MaxFrameBytes  int64         // larger client frames close the connection with 1009
 	AllowedOrigins []string      // empty: any Origin
 	// MaxPendingReplies bounds the replies (ack, pong, error, info) waiting for a client that sends
