@@ -107,38 +107,58 @@ func (c *conn) holdPublishers() {
 // writer to take the replies before it reads on, and cuts the client off only if that does not
 // happen within a write timeout, or its socket fills meanwhile.
 func (c *conn) enqueue(r reply) {
-	if !c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) && !c.awaitReplyRoom(r) {
-		c.s.tel.Metrics.LimitRejected(telemetry.LimitReplies)
-		c.s.tel.Refusals.Warn(context.Background(), "ws connection closed: replies not read", "conn_id", c.id,
-			"remote", c.remote, "limit", telemetry.LimitReplies, "max_reply_bytes", c.s.cfg.ReplyMaxBytes)
-		c.setClose(websocket.ClosePolicyViolation, "replies not read")
-		c.stopReading()
+	if c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
+		c.Wake()
 		return
 	}
-	c.Wake()
+	switch c.awaitReplyRoom(r) {
+	case replyAdded:
+		c.Wake()
+		return
+	case replyEnding:
+		return // the connection is being torn down: the reply has nobody to go to
+	}
+	c.s.tel.Metrics.LimitRejected(telemetry.LimitReplies)
+	c.s.tel.Refusals.Warn(context.Background(), "ws connection closed: replies not read", "conn_id", c.id,
+		"remote", c.remote, "limit", telemetry.LimitReplies, "max_reply_bytes", c.s.cfg.ReplyMaxBytes)
+	c.setClose(websocket.ClosePolicyViolation, "replies not read")
+	c.stopReading()
 }
 
 // replyPoll is how often a reader waiting for room in the replies looks whether the client's socket
 // has filled meanwhile.
 const replyPoll = 20 * time.Millisecond
 
-// awaitReplyRoom waits until the writer has taken the replies waiting and r fits, and reports
-// whether r was added: false when the client's socket is full, or after a write timeout.
-func (c *conn) awaitReplyRoom(r reply) bool {
+// What awaitReplyRoom did with a reply.
+const (
+	replyAdded   = iota // the writer made room
+	replyRefused        // the client does not read: cut it off
+	replyEnding         // the connection is being closed: reading is over
+)
+
+// awaitReplyRoom waits until the writer has taken the replies waiting and r fits. It gives up when
+// the client's socket is full or a write timeout has passed (refused), or when reading is to stop
+// (ending): teardown waits for the reader, so the reader must never wait for teardown.
+func (c *conn) awaitReplyRoom(r reply) int {
 	c.Wake() // the writer may not know of the replies yet
 	deadline := time.Now().Add(c.s.cfg.WriteTimeout)
 	t := time.NewTicker(replyPoll)
 	defer t.Stop()
-	for !c.out.stuck.Load() && time.Now().Before(deadline) {
+	for {
+		switch {
+		case c.rd.stop.Load():
+			return replyEnding
+		case c.out.stuck.Load() || !time.Now().Before(deadline):
+			return replyRefused
+		}
 		select {
 		case <-c.out.room:
 			if c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
-				return true
+				return replyAdded
 			}
 		case <-t.C:
 		}
 	}
-	return false
 }
 
 // requestShutdown asks the writer to say goodbye and close (see shutdown).

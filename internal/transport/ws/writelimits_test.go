@@ -315,10 +315,12 @@ func TestSlowSteadyReaderIsNotCutByTheWriteTimeout(t *testing.T) {
 // TestSlowSteadyReaderGetsItsOverflowPolicy: with the default batch limit, a slow reader whose
 // queue overflows is told of the drops (drop_oldest) and goes on reading; it is never cut.
 func TestSlowSteadyReaderGetsItsOverflowPolicy(t *testing.T) {
-	const messages, size = 100, 64 << 10
-	s := newServer(t, serverOpts{queue: 10, ws: ws.Config{WriteTimeout: time.Second}})
+	// 19 MiB published at once, read at 16 KiB per 4 ms (4 MB/s at most): the queue of 10 and the
+	// socket buffers (a few MiB) overflow whatever the machine's speed.
+	const messages, size = 300, 64 << 10
+	s := newServer(t, serverOpts{queue: 10, ws: ws.Config{WriteTimeout: 2 * time.Second}})
 	s.createTopic(t, "slow")
-	c := dialThrottled(t, s, 32<<10, 4*time.Millisecond)
+	c := dialThrottled(t, s, 16<<10, 4*time.Millisecond)
 	c.subscribe("slow", "slow", 0)
 	publishBehind(t, s, "slow", messages, size)
 	notices, last := 0, uint64(0)
