@@ -131,6 +131,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		MaxConnections:  cfg.Limits.MaxConnections, MaxConnectionsPerAddr: cfg.Limits.MaxConnectionsPerAddr,
 		PublishRate: cfg.Limits.PublishRate, PublishBurst: cfg.Limits.PublishBurst,
 		MaxSubscriptionsPerConn: cfg.Limits.MaxSubscriptionsPerConn,
+		BatchMaxBytes:           cfg.Limits.BatchMaxBytes,
+		ReplyMaxBytes:           cfg.Limits.ReplyMaxBytes,
 	}
 	if opts.TuneWS != nil {
 		opts.TuneWS(&wsCfg)

@@ -156,7 +156,7 @@ func settings() []setting {
 		{"drain-timeout", "PUBSUB_DRAIN_TIMEOUT", "10s", "how long graceful shutdown may take to flush queues and close connections", func(c *Config, v string) error {
 			return duration(&c.DrainTimeout, v, time.Millisecond)
 		}},
-		{"write-timeout", "PUBSUB_WRITE_TIMEOUT", "10s", "deadline for one write to a client; a peer that takes longer is dropped", func(c *Config, v string) error {
+		{"write-timeout", "PUBSUB_WRITE_TIMEOUT", "10s", "how long a write to a client may make no progress; a peer that takes nothing for that long is dropped (a slow reader meets its overflow policy instead)", func(c *Config, v string) error {
 			return duration(&c.WriteTimeout, v, time.Millisecond)
 		}},
 		{"publish-stall-max", "PUBSUB_PUBLISH_STALL_MAX", "100ms", "longest pause of a publisher's reading while delivery to subscribers that read is behind (Go duration); 0 disables it", func(c *Config, v string) error {

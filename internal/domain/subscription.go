@@ -237,6 +237,8 @@ func (s *Subscription) clearLocked() {
 type Batch struct {
 	Events   []*Event
 	Replayed int    // how many of Events come from history
+	Bytes    int    // the sum of Events' encoded frames (len(Frame))
+	More     bool   // events were left queued by the count or byte bound: drain again
 	Dropped  uint64 // DropOldest losses to report before Events
 	Overflow bool
 	End      EndReason
@@ -247,6 +249,16 @@ type Batch struct {
 // say. It returns an empty Batch while the subscription is held. Once it has returned a Batch with
 // End or Overflow set, the subscription is finished and the writer should forget it.
 func (s *Subscription) Drain(dst []*Event, max int) Batch {
+	return s.DrainBytes(dst, max, 0, true)
+}
+
+// DrainBytes is Drain bounded by bytes as well: it stops before the event that would take the
+// encoded frames it hands out past maxBytes (maxBytes <= 0: no byte bound). With oversize, it hands
+// out at least one event when one is ready and max > 0, so that an event larger than maxBytes still
+// goes out, on its own: a writer passes it when its batch is empty. What it leaves stays queued, in order, for the next call: that is how a writer keeps a
+// batch bounded by bytes without losing or reordering anything (a 100-event replay of 1 MiB
+// messages is written in a hundred batches, not copied into one buffer).
+func (s *Subscription) DrainBytes(dst []*Event, max, maxBytes int, oversize bool) Batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := Batch{Events: dst}
@@ -259,10 +271,15 @@ func (s *Subscription) Drain(dst []*Event, max int) Batch {
 		return b
 	}
 	b.Dropped, s.dropped = s.dropped, 0
+	// fits says whether ev may join what is taken so far.
+	fits := func(ev *Event) bool {
+		return maxBytes <= 0 || b.Bytes+len(ev.Frame) <= maxBytes || (oversize && len(b.Events) == len(dst))
+	}
 	// Events handed to the writer leave the queue's accounting: the writer's batch is bounded by
 	// its own byte budget, and the frame goes to the socket within it.
-	for len(s.replay) > 0 && max > 0 {
+	for len(s.replay) > 0 && max > 0 && fits(s.replay[0]) {
 		b.Events = append(b.Events, s.replay[0])
+		b.Bytes += len(s.replay[0].Frame)
 		s.replay[0].release(1)
 		s.replay[0] = nil
 		s.replay = s.replay[1:]
@@ -270,9 +287,10 @@ func (s *Subscription) Drain(dst []*Event, max int) Batch {
 		max--
 	}
 	c := len(s.buf)
-	for s.n > 0 && max > 0 {
+	for len(s.replay) == 0 && s.n > 0 && max > 0 && fits(s.buf[s.head]) {
 		ev := s.buf[s.head]
 		b.Events = append(b.Events, ev)
+		b.Bytes += len(ev.Frame)
 		s.bytes -= ev.size
 		ev.release(1)
 		s.buf[s.head] = nil
@@ -280,7 +298,8 @@ func (s *Subscription) Drain(dst []*Event, max int) Batch {
 		s.n--
 		max--
 	}
-	if s.end != Live && s.n == 0 && len(s.replay) == 0 {
+	b.More = s.n > 0 || len(s.replay) > 0
+	if s.end != Live && !b.More {
 		b.End, b.Lost = s.end, s.lost
 		s.lost = 0
 	}

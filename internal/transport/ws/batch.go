@@ -11,14 +11,20 @@ import (
 )
 
 // Batching limits: a batch takes at most maxDrain events from each subscription, so one busy topic
-// cannot starve the connection's others and a batch's buffer stays bounded. batchBytes is the
-// capacity pooled batch buffers start with: most batches fit in it.
+// cannot starve the connection's others; its bytes are bounded by its limit (Config.BatchMaxBytes).
+// writeAllowance is each connection's own buffer, the capacity pooled batch buffers start with:
+// most batches fit in it, and growing past it is taken from the shared budget (Config.Buffers).
+// A buffer that grew past poolMax is dropped rather than pooled, so the pool holds small buffers.
 const (
-	maxDrain   = 256
-	batchBytes = 64 << 10
+	maxDrain       = 256
+	writeAllowance = 16 << 10
+	poolMax        = 64 << 10
+	// frameSlack is kept free for the frame headers of what a drain hands out (at most 10 bytes
+	// each; DrainBytes counts payloads only), so that framing rarely has to grow the buffer.
+	frameSlack = 512
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, batchBytes); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeAllowance); return &b }}
 
 // reply is a frame waiting for the writer. typ "" is a pong control frame answering the client's
 // ping (data is the ping's payload). release, when set, is the subscription whose replay and events
@@ -81,8 +87,22 @@ type batch struct {
 	spans []traced
 	drops []drop
 	ended []*domain.Subscription
-	// more: a subscription gave maxDrain events, or an ack released a replay: build another batch.
+	// more: a subscription has more than it gave, or an ack released a replay: build another batch.
 	more bool
+	// limit bounds the bytes of events a batch takes (0: unbounded): a subscription is drained
+	// only up to it (at least one event per batch, so a larger event goes out on its own), and what
+	// is left stays queued for the next batch. cut says the limit (or the budget) stopped building.
+	limit int
+	cut   bool
+	// cursor is where the next batch starts among the subscriptions, so that a batch the limit
+	// cut short does not leave the same subscriptions last every time; it survives reset.
+	cursor int
+	// budget is where growing buf past writeAllowance takes its bytes from (nil: unlimited); held
+	// is what buf holds of it now, given back by release. refused says budget refused a growth
+	// in this batch, which then stayed at the size it had: the writer counts it once.
+	budget  *domain.Budget
+	held    int64
+	refused bool
 	// overflow is a subscription that overflowed under the disconnect policy; building stopped
 	// there, and lost events will never be delivered.
 	overflow    *domain.Subscription
@@ -101,10 +121,20 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 	if b.buf == nil {
 		b.buf = (*bufPool.Get().(*[]byte))[:0]
 	}
-	for _, sub := range subs {
-		if !b.drain(sub, now, sampled) {
-			return
+	if n := len(subs); n > 0 {
+		start := b.cursor % n
+		for i := range n {
+			if b.cut {
+				b.cursor = (start + i) % n // the next batch starts with the first one left out
+				break
+			}
+			if !b.drain(subs[(start+i)%n], now, sampled) {
+				break
+			}
 		}
+	}
+	if b.overflow != nil {
+		return
 	}
 	if ping {
 		b.buf = wsframe.AppendFrame(b.buf, wsframe.OpPing, nil, nil) // to find dead peers
@@ -121,17 +151,96 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 			b.more = true
 		}
 	}
+	b.account()
 }
 
-// drain frames what one subscription has ready. It returns false when the subscription overflowed
-// under the disconnect policy: the batch stops there.
+// drain frames what one subscription has ready, as far as the batch's limit allows. It returns false
+// when the subscription overflowed under the disconnect policy: the batch stops there.
 func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*domain.Event) bool) bool {
-	d := sub.Drain(b.events[:0], maxDrain)
-	b.events = d.Events[:0]
-	if d.Overflow {
-		b.overflow, b.lost = sub, d.Lost
+	for taken := 0; ; {
+		room := b.room()
+		if room <= 0 && b.grow() {
+			room = b.room()
+		}
+		if room <= 0 {
+			b.cut, b.more = true, true
+			return true
+		}
+		// Only the first events of a batch may be larger than the room: such an event goes alone.
+		d := sub.DrainBytes(b.events[:0], maxDrain-taken, room, len(b.buf) == 0)
+		taken += len(d.Events)
+		b.events = d.Events[:0]
+		if d.Overflow {
+			b.overflow, b.lost = sub, d.Lost
+			return false
+		}
+		b.frame(sub, d, now, sampled)
+		if !d.More {
+			return true
+		}
+		b.more = true
+		if taken == maxDrain {
+			return true // the count bound: the other subscriptions' turn
+		}
+		// The byte bound: drain on into a grown buffer, if the limit and the budget allow it.
+		if !b.grow() {
+			b.cut = true
+			return true
+		}
+	}
+}
+
+// room is how many bytes of events the batch may still take into the buffer it has: the buffer's
+// free capacity, less room for frame headers, within the limit. When the batch holds nothing yet it
+// is at least 1: one event always goes out, however large.
+func (b *batch) room() int {
+	free := cap(b.buf) - len(b.buf) - frameSlack
+	if b.limit > 0 {
+		free = min(free, b.limit-len(b.buf))
+	}
+	if len(b.buf) == 0 {
+		return max(free, 1)
+	}
+	return free
+}
+
+// grow doubles the buffer's capacity, up to what the limit needs, taking the bytes past
+// writeAllowance from the budget; it reports false when the limit is reached or the budget refuses.
+func (b *batch) grow() bool {
+	size := 2 * cap(b.buf)
+	if b.limit > 0 {
+		if len(b.buf) >= b.limit {
+			return false
+		}
+		size = min(size, b.limit+frameSlack)
+	}
+	if size <= cap(b.buf) {
 		return false
 	}
+	need := int64(size-writeAllowance) - b.held
+	if need > 0 && !b.budget.TryTake(need) {
+		b.refused = true
+		return false
+	}
+	b.held += max(need, 0)
+	buf := make([]byte, len(b.buf), size)
+	copy(buf, b.buf)
+	b.buf = buf // the old one is garbage now: never pooled past writeAllowance's growth
+	return true
+}
+
+// account takes from the budget what the buffer grew past writeAllowance by other means than grow:
+// an event larger than the room, frame headers, replies. Those are bounded by the largest event and
+// the reply limit, and must be written whatever the budget says; when it refuses, they are not
+// held back, only left out of the count.
+func (b *batch) account() {
+	if extra := int64(cap(b.buf)-writeAllowance) - b.held; extra > 0 && b.budget.TryTake(extra) {
+		b.held += extra
+	}
+}
+
+// frame appends one subscription's drain: the SLOW_CONSUMER notice, the events, the end notice.
+func (b *batch) frame(sub *domain.Subscription, d domain.Batch, now time.Time, sampled func(*domain.Event) bool) {
 	if d.Dropped > 0 {
 		b.text(wire.TypeError, wire.AppendError(nil, nil, string(sub.Topic), wire.CodeSlowConsumer,
 			"dropped "+strconv.FormatUint(d.Dropped, 10)+" messages", now))
@@ -151,14 +260,10 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 	if sampled != nil {
 		b.keepSampled(sub.ClientID, d.Events, sampled)
 	}
-	if n == maxDrain {
-		b.more = true
-	}
 	if d.End != domain.Live {
 		b.ended = append(b.ended, sub)
 		b.endNotice(sub, d, now)
 	}
-	return true
 }
 
 // keepSampled keeps the sampled events for delivery spans: most events are not, and this runs for
@@ -210,17 +315,23 @@ func (b *batch) reset() {
 	clear(b.ended)
 	b.ended = b.ended[:0]
 	b.more, b.overflow, b.lost, b.deletedLost = false, nil, 0, 0
+	b.cut, b.refused = false, false
 }
 
-// release resets b and returns its buffer to the pool, so that an idle connection holds none.
+// release resets b, gives back to the budget what its buffer held of it and returns the buffer to
+// the pool (unless it grew large), so that an idle connection holds none.
 func (b *batch) release() {
 	b.reset()
 	clear(b.events[:cap(b.events)])
 	if b.buf != nil {
-		buf := b.buf
-		bufPool.Put(&buf)
+		if cap(b.buf) <= poolMax {
+			buf := b.buf
+			bufPool.Put(&buf)
+		}
 		b.buf = nil
 	}
+	b.budget.Release(b.held)
+	b.held = 0
 }
 
 // appendFrame appends payload as one unmasked, unfragmented WebSocket text frame. The writer frames

@@ -16,6 +16,7 @@ import (
 	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
+	"github.com/pubsubd/pubsub/telemetry"
 )
 
 // conn is one WebSocket connection, in parts with one job each:
@@ -63,6 +64,7 @@ func newConn(s *Server, wsc *websocket.Conn, r *http.Request) *conn {
 	c.rd.publishes = newTokenBucket(s.cfg.PublishRate, s.cfg.PublishBurst, c.rd.lastRead.Load())
 	// A socket with no room for half the stall bound counts as stuck (the client is slow), so the
 	// gate opens before the publishers' own bound runs out and they go on one by one, in order.
+	c.w.b.limit, c.w.b.budget = int(s.cfg.BatchMaxBytes), s.cfg.Buffers
 	c.w.sock = sockWriter{sock: netSocket{nc: nc, rc: rc}, timeout: s.cfg.WriteTimeout, limit: s.writeDeadline,
 		patience: s.cfg.PublishStallMax / 2}
 	return c
@@ -104,15 +106,66 @@ func (c *conn) holdPublishers() {
 	}
 }
 
-// enqueue hands a reply to the writer. A client that keeps sending requests without reading the
-// replies is cut off rather than allowed to grow the queue without bound.
+// enqueue hands a reply to the writer; the reader calls it. What waits is bounded by count and by
+// bytes (MaxPendingReplies, ReplyMaxBytes). A client whose socket is full (the writer found no room
+// for a while: out.stuck) is not reading its replies: past either bound it is cut off (1008,
+// "replies not read") rather than allowed to grow the queue. A client that reads, but pipelines
+// requests faster than their replies are written, is slowed instead: the reader waits for the
+// writer to take the replies before it reads on, and cuts the client off only if that does not
+// happen within a write timeout, or its socket fills meanwhile.
 func (c *conn) enqueue(r reply) {
-	if !c.out.add(r, c.s.cfg.MaxPendingReplies) {
-		c.setClose(websocket.ClosePolicyViolation, "too many unread replies")
-		c.stopReading()
+	if c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
+		c.Wake()
 		return
 	}
-	c.Wake()
+	switch c.awaitReplyRoom(r) {
+	case replyAdded:
+		c.Wake()
+		return
+	case replyEnding:
+		return // the connection is being torn down: the reply has nobody to go to
+	}
+	c.s.tel.Metrics.LimitRejected(telemetry.LimitReplies)
+	c.s.tel.Refusals.Warn(context.Background(), "ws connection closed: replies not read", "conn_id", c.id,
+		"remote", c.remote, "limit", telemetry.LimitReplies, "max_reply_bytes", c.s.cfg.ReplyMaxBytes)
+	c.setClose(websocket.ClosePolicyViolation, "replies not read")
+	c.stopReading()
+}
+
+// replyPoll is how often a reader waiting for room in the replies looks whether the client's socket
+// has filled meanwhile.
+const replyPoll = 20 * time.Millisecond
+
+// What awaitReplyRoom did with a reply.
+const (
+	replyAdded   = iota // the writer made room
+	replyRefused        // the client does not read: cut it off
+	replyEnding         // the connection is being closed: reading is over
+)
+
+// awaitReplyRoom waits until the writer has taken the replies waiting and r fits. It gives up when
+// the client's socket is full or a write timeout has passed (refused), or when reading is to stop
+// (ending): teardown waits for the reader, so the reader must never wait for teardown.
+func (c *conn) awaitReplyRoom(r reply) int {
+	c.Wake() // the writer may not know of the replies yet
+	deadline := time.Now().Add(c.s.cfg.WriteTimeout)
+	t := time.NewTicker(replyPoll)
+	defer t.Stop()
+	for {
+		switch {
+		case c.rd.stop.Load():
+			return replyEnding
+		case c.out.stuck.Load() || !time.Now().Before(deadline):
+			return replyRefused
+		}
+		select {
+		case <-c.out.room:
+			if c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
+				return replyAdded
+			}
+		case <-t.C:
+		}
+	}
 }
 
 // requestShutdown asks the writer to say goodbye and close (see shutdown).

@@ -40,10 +40,13 @@ func publishFrames(topic string, r, p, n, pad int) [][]byte {
 }
 
 // pipeline sends every frame without waiting, then reads one ack per frame, in order. It runs on
-// a goroutine of its own, so it returns errors instead of failing the test.
+// a goroutine of its own, so it returns errors instead of failing the test. Each send has its own
+// deadline: the server may stall a publisher many times, and how long all the sends take together
+// depends on the machine's speed (one deadline for the whole run was a flake on a loaded machine:
+// "publisher 0: send 582: i/o timeout" in TestStalledSubscriberStillGetsItsPolicy).
 func pipeline(c *client, p int, frames [][]byte) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(waitFor))
 	for i, f := range frames {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(waitFor))
 		if err := c.conn.WriteMessage(websocket.TextMessage, f); err != nil {
 			return fmt.Errorf("publisher %d: send %d: %v", p, i, err)
 		}

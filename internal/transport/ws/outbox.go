@@ -25,11 +25,13 @@ import (
 // replies and subs are guarded by mu: the reader adds, the write side's owner takes. The flags are
 // set by the parties named and consumed by the write side's owner.
 type outbox struct {
-	mu      sync.Mutex
-	replies []reply
-	subs    []*domain.Subscription
+	mu         sync.Mutex
+	replies    []reply
+	replyBytes int // the payload bytes of replies
+	subs       []*domain.Subscription
 
 	wake    chan struct{} // cap 1: "there is something to write"
+	room    chan struct{} // cap 1: the owner took the replies; a reader waiting for room looks again
 	writing atomic.Bool   // the write side is owned
 
 	pingDue      atomic.Bool   // clock: a WebSocket ping is due
@@ -44,7 +46,15 @@ type outbox struct {
 	stuck        atomic.Bool   // owner: a write waited a stall bound for room, and none has fitted since
 }
 
-func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1)} }
+func newOutbox() outbox { return outbox{wake: make(chan struct{}, 1), room: make(chan struct{}, 1)} }
+
+// madeRoom wakes a reader waiting for room in the replies, if there is one.
+func (o *outbox) madeRoom() {
+	select {
+	case o.room <- struct{}{}:
+	default:
+	}
+}
 
 // signal leaves the wake token; many signals before the owner looks are one.
 func (o *outbox) signal() {
@@ -54,14 +64,17 @@ func (o *outbox) signal() {
 	}
 }
 
-// add queues a reply unless max replies are waiting already; it reports whether it did.
-func (o *outbox) add(r reply, max int) bool {
+// add queues a reply unless max replies are waiting already, or it would take the waiting replies'
+// bytes past maxBytes (maxBytes <= 0: no byte bound); it reports whether it did. A reply alone is
+// never refused for its size: the read side bounds what one request can make it.
+func (o *outbox) add(r reply, max, maxBytes int) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.replies) >= max {
+	if len(o.replies) >= max || (maxBytes > 0 && len(o.replies) > 0 && o.replyBytes+len(r.data) > maxBytes) {
 		return false
 	}
 	o.replies = append(o.replies, r)
+	o.replyBytes += len(r.data)
 	return true
 }
 
@@ -77,9 +90,12 @@ func (o *outbox) addSub(sub *domain.Subscription) {
 func (o *outbox) take(snapshot *[]*domain.Subscription) []reply {
 	o.mu.Lock()
 	replies := o.replies
-	o.replies = nil
+	o.replies, o.replyBytes = nil, 0
 	*snapshot = append((*snapshot)[:0], o.subs...)
 	o.mu.Unlock()
+	if len(replies) > 0 {
+		o.madeRoom()
+	}
 	return replies
 }
 
@@ -95,6 +111,7 @@ func (o *outbox) close() []*domain.Subscription {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	subs := o.subs
-	o.subs, o.replies = nil, nil
+	o.subs, o.replies, o.replyBytes = nil, nil, 0
+	o.madeRoom() // a reader waiting for room need not wait for a writer that is gone
 	return subs
 }

@@ -28,7 +28,7 @@ type Config struct {
 	PingInterval  time.Duration // WebSocket ping control frames to detect dead peers
 	PingTimeout   time.Duration // how long past a ping interval a peer may stay silent
 	Heartbeat     time.Duration // {"type":"info","msg":"ping"} interval
-	WriteTimeout  time.Duration // deadline for one batched write
+	WriteTimeout  time.Duration // how long a write may make no progress before the peer is cut
 	MaxFrameBytes int64         // larger client frames close the connection with 1009
 	// AllowedOrigins are the browser Origins allowed to open /ws besides the request's own host;
 	// "*" allows any. Requests without Origin (not from a browser) always pass.
@@ -36,6 +36,13 @@ type Config struct {
 	// MaxPendingReplies bounds the replies (ack, pong, error, info) waiting for a client that sends
 	// requests but does not read; past it the connection is closed with 1008.
 	MaxPendingReplies int
+	// ReplyMaxBytes bounds those replies by bytes as well (PUBSUB_MAX_REPLY_BYTES; 0: 64 KiB): past
+	// it the connection is closed with 1008 "replies not read".
+	ReplyMaxBytes int64
+	// BatchMaxBytes bounds the events of one write batch (PUBSUB_MAX_BATCH_BYTES; 0: 256 KiB): what a
+	// connection's subscriptions hold beyond it stays in their queues, in order, for the next batch,
+	// so a backlog is never copied whole into a write buffer. An event larger than it goes out alone.
+	BatchMaxBytes int64
 	// IdleAfter is the server clock's period: a connection's writer goroutine or reader that has had
 	// nothing to do for a whole period is released (0: 2s).
 	IdleAfter time.Duration
@@ -118,6 +125,12 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	}
 	if cfg.MessageTimeout <= 0 {
 		cfg.MessageTimeout = 10 * time.Second
+	}
+	if cfg.ReplyMaxBytes <= 0 {
+		cfg.ReplyMaxBytes = 64 << 10
+	}
+	if cfg.BatchMaxBytes <= 0 {
+		cfg.BatchMaxBytes = 256 << 10
 	}
 	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.pubLocks.seed = maphash.MakeSeed()

@@ -112,11 +112,30 @@ func (w *sockWriter) finish(now time.Time, stuck func()) error {
 	return w.write(b, now)
 }
 
-// write writes b, waiting for room until the write deadline.
+// write writes b, waiting for room. The write timeout bounds a wait that moves nothing: a write
+// whose deadline passes after some bytes went out gets a new deadline for the rest, so a client that
+// reads slowly but steadily is never cut by it (the overflow policy of its subscriptions is what
+// applies to it), while a peer that reads nothing is cut a write timeout after the last bytes it
+// took. The drain deadline of a shutdown is never extended.
 func (w *sockWriter) write(b []byte, now time.Time) error {
-	w.arm(now)
-	_, err := w.sock.Write(b)
-	return err
+	// A whole write timeout from now, not arm's lazy deadline: this write waits.
+	d := w.limit(now)
+	_ = w.sock.SetWriteDeadline(d)
+	w.deadline = d
+	for {
+		n, err := w.sock.Write(b)
+		if n == 0 || n == len(b) || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		b = b[n:]
+		now = time.Now()
+		d = w.limit(now)
+		if !d.After(now) {
+			return err // the drain deadline has passed
+		}
+		_ = w.sock.SetWriteDeadline(d)
+		w.deadline = d
+	}
 }
 
 // writeBy writes b with a deadline of its own (a close frame after a failure, say).

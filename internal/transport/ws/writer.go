@@ -215,6 +215,9 @@ func (c *conn) step() (stepResult, error) {
 	seen := c.out.backlogs.Load() // before the drain: see caughtUp
 	replies := c.out.take(&w.snapshot)
 	w.b.build(w.snapshot, replies, c.out.pingDue.Swap(false), now, c.s.sampled)
+	if w.b.refused {
+		c.bufferRefused()
+	}
 	c.settle(now)
 	if w.b.overflow != nil {
 		return stepOverflow, nil
@@ -225,7 +228,9 @@ func (c *conn) step() (stepResult, error) {
 	}
 	c.out.busy.Store(true)
 	w.started = now
-	done, err := w.sock.try(w.b.buf, now)
+	// The time is read again: building a large batch takes a while, and a deadline armed from
+	// the time before it may have passed already.
+	done, err := w.sock.try(w.b.buf, time.Now())
 	if err != nil {
 		c.lostBatch()
 		return stepDone, err
@@ -257,6 +262,14 @@ func (c *conn) finishBatch() error {
 	}
 	c.written(time.Now())
 	return nil
+}
+
+// bufferRefused counts a batch that the shared buffer budget kept at the connection's own
+// allowance: it goes out in smaller pieces, and the client is not failed for it.
+func (c *conn) bufferRefused() {
+	c.s.tel.Metrics.LimitRejected(telemetry.LimitBufferMemory)
+	c.s.tel.Refusals.Warn(context.Background(), "write batch kept small: the connection buffer budget is spent",
+		"conn_id", c.id, "remote", c.remote, "limit", telemetry.LimitBufferMemory, "budget_bytes", c.s.cfg.Buffers.Limit())
 }
 
 // settle does what a built batch reports besides its bytes: drops start or extend slow-consumer
@@ -337,7 +350,9 @@ func (c *conn) publishStatsIfDue() {
 // are written like anything else, so that idle connections need no goroutine of their own for them.
 func (c *conn) takeHeartbeat() {
 	if c.out.beatDue.Load() && c.out.beatDue.Swap(false) {
-		c.enqueue(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())})
+		// Never waits: the writer is who makes room. Skipped when replies are waiting already:
+		// those show the client that the server is alive just as well.
+		c.out.add(reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", wire.InfoPing, time.Now())}, c.s.cfg.MaxPendingReplies, 0)
 	}
 }
 
