@@ -2,7 +2,10 @@
 # Multi-stage: a static, stripped pubsubd built with the README's flags, on a distroless image that
 # runs as a non-root user and has no shell (Kubernetes' preStop therefore uses the sleep action).
 
-FROM golang:1.26-bookworm AS build
+# The Go release is the one CI's govulncheck step scans (.ci/go-version; cmd/pubsubd's
+# dockerfile_test.go keeps them equal): the shipped binary's standard library is what clients meet.
+# A full patch version, so a rebuild does not silently change the scanned toolchain.
+FROM golang:1.27.3-bookworm AS build
 WORKDIR /src
 # Modules first, so the download layer is cached while only sources change.
 COPY go.mod go.sum ./

@@ -51,3 +51,41 @@ func TestDockerfileBuildsLikeTheREADME(t *testing.T) {
 		t.Error("Dockerfile is not multi-stage")
 	}
 }
+
+// TestDockerfileGoIsTheScannedGo keeps one Go release for the image and the vulnerability scan:
+// .ci/go-version is the toolchain .ci/vulncheck runs govulncheck with, and the Dockerfile's builder
+// must be that exact release, or CI would vouch for a standard library the image does not ship.
+// go.mod meanwhile stays at Go 1.26 without a toolchain line, so the README's commands still work
+// with a plain Go 1.26 and never download another toolchain.
+func TestDockerfileGoIsTheScannedGo(t *testing.T) {
+	raw, err := os.ReadFile("../../.ci/go-version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := strings.TrimSpace(string(raw))
+	if !regexp.MustCompile(`^1\.\d+\.\d+$`).MatchString(scanned) {
+		t.Fatalf(".ci/go-version holds %q, want a full release such as 1.27.3", scanned)
+	}
+	docker, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^FROM golang:(\S+?)(?:-\S+)? AS build$`).FindStringSubmatch(string(docker))
+	if m == nil {
+		t.Fatal("Dockerfile has no `FROM golang:<version>-... AS build` stage")
+	}
+	if m[1] != scanned {
+		t.Errorf("Dockerfile builds with Go %s, CI scans Go %s (.ci/go-version): make them one release", m[1], scanned)
+	}
+
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^go 1\.26(\.\d+)?$`).Match(mod) {
+		t.Error("go.mod's go line must stay 1.26.x: the README promises the build and tests work with Go 1.26")
+	}
+	if regexp.MustCompile(`(?m)^toolchain `).Match(mod) {
+		t.Error("go.mod has a toolchain line: it would make Go 1.26 download another toolchain for the README's commands")
+	}
+}

@@ -3,8 +3,11 @@ package schemacheck
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
+	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +94,12 @@ func TestKustomizationsRender(t *testing.T) {
 			checkLabels(t, objs)
 			checkPubsubPod(t, objs)
 			checkPubsubNetworkPolicy(t, objs)
+			checkAdminListener(t, objs)
+			// Keys and token secrets are created by the operator, never
+			// committed: a Secret in a render is one in git.
+			if n := count[*corev1.Secret](objs); n != 0 {
+				t.Errorf("%d Secrets in the render: secrets must not live in the manifests", n)
+			}
 			sa := find[*corev1.ServiceAccount](t, objs, "pubsub")
 			if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
 				t.Error("ServiceAccount pubsub must set automountServiceAccountToken: false")
@@ -195,12 +204,22 @@ func checkPubsubPod(t *testing.T, objs []Object) {
 // envValue resolves a variable the container sees: env wins over envFrom.
 func envValue(t *testing.T, objs []Object, c corev1.Container, name string) string {
 	t.Helper()
+	v, ok := lookupEnv(t, objs, c, name)
+	if !ok {
+		t.Fatalf("container %s does not set %s", c.Name, name)
+	}
+	return v
+}
+
+// lookupEnv is envValue for a variable that may be absent.
+func lookupEnv(t *testing.T, objs []Object, c corev1.Container, name string) (string, bool) {
+	t.Helper()
 	for _, e := range c.Env {
 		if e.Name == name {
 			if e.ValueFrom != nil {
 				t.Fatalf("%s comes from %v, not a literal", name, e.ValueFrom)
 			}
-			return e.Value
+			return e.Value, true
 		}
 	}
 	for _, ef := range c.EnvFrom {
@@ -209,11 +228,35 @@ func envValue(t *testing.T, objs []Object, c corev1.Container, name string) stri
 		}
 		cm := find[*corev1.ConfigMap](t, objs, ef.ConfigMapRef.Name)
 		if v, ok := cm.Data[strings.TrimPrefix(name, ef.Prefix)]; ok {
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("container %s does not set %s", c.Name, name)
-	return ""
+	return "", false
+}
+
+// checkAdminListener: the service's admin listener defaults to loopback,
+// where Prometheus cannot reach it, so the manifests must move it to the
+// metrics container port on every interface; and /debug/pprof stays off.
+func checkAdminListener(t *testing.T, objs []Object) {
+	t.Helper()
+	c := find[*appsv1.Deployment](t, objs, "pubsub").Spec.Template.Spec.Containers[0]
+	addr := envValue(t, objs, c, "PUBSUB_ADMIN_ADDR")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("PUBSUB_ADMIN_ADDR %q: %v", addr, err)
+	}
+	var metrics int32
+	for _, p := range c.Ports {
+		if p.Name == "metrics" {
+			metrics = p.ContainerPort
+		}
+	}
+	if host != "" || port != fmt.Sprint(metrics) {
+		t.Errorf("PUBSUB_ADMIN_ADDR=%s, want :%d (every interface, the metrics port Prometheus scrapes)", addr, metrics)
+	}
+	if v, ok := lookupEnv(t, objs, c, "PUBSUB_PPROF"); ok && v != "false" {
+		t.Errorf("PUBSUB_PPROF=%s: profiling is for a port-forward on a developer's request, not on by default", v)
+	}
 }
 
 func checkPubsubNetworkPolicy(t *testing.T, objs []Object) {
@@ -289,6 +332,9 @@ func TestProdOverlay(t *testing.T) {
 		t.Errorf("%s is not set", name)
 	}
 
+	checkProdAuth(t, objs, d)
+	checkMemoryBound(t, objs, c)
+
 	pdb := find[*policyv1.PodDisruptionBudget](t, objs, "pubsub")
 	if pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
 		t.Error("PodDisruptionBudget: an unready pod must never block a drain (unhealthyPodEvictionPolicy: AlwaysAllow)")
@@ -342,8 +388,130 @@ func TestDevOverlay(t *testing.T) {
 	if proto := envValue(t, objs, c, "OTEL_EXPORTER_OTLP_PROTOCOL"); (proto == "grpc") != (u.Port() == "4317") {
 		t.Errorf("OTLP protocol %s does not match port %s", proto, u.Port())
 	}
+	// A developer's cluster keeps the in-memory default: no keys to create.
+	for _, name := range []string{"PUBSUB_API_KEY", "PUBSUB_API_KEYS_FILE", "PUBSUB_TOKEN_KEY_FILE"} {
+		if _, ok := lookupEnv(t, objs, c, name); ok {
+			t.Errorf("dev sets %s: authentication stays off in dev", name)
+		}
+	}
 	find[*appsv1.Deployment](t, objs, "jaeger")
 	if n := count[*monitoringv1.ServiceMonitor](objs); n != 0 {
 		t.Errorf("dev must not need the Prometheus Operator's CRDs, found %d ServiceMonitors", n)
 	}
+}
+
+// authSecret is the Secret the operator creates for production (README:
+// "Kubernetes: the pubsub-auth Secret"), and where the pod mounts it.
+const (
+	authSecret = "pubsub-auth"
+	authDir    = "/etc/pubsub/auth"
+)
+
+// checkProdAuth: production runs with authentication on, its files read
+// from the operator's Secret, mounted read-only, and the pod does not start
+// at all without that Secret (rather than start open to anyone).
+func checkProdAuth(t *testing.T, objs []Object, d *appsv1.Deployment) {
+	t.Helper()
+	spec := d.Spec.Template.Spec
+	c := spec.Containers[0]
+	var vol *corev1.Volume
+	for i := range spec.Volumes {
+		if s := spec.Volumes[i].Secret; s != nil && s.SecretName == authSecret {
+			vol = &spec.Volumes[i]
+		}
+	}
+	if vol == nil {
+		t.Fatalf("no volume of Secret %s", authSecret)
+	}
+	if o := vol.Secret.Optional; o == nil || *o {
+		t.Errorf("Secret %s must be optional: false, so a missing Secret stops the pod instead of starting it unauthenticated", authSecret)
+	}
+	if m := vol.Secret.DefaultMode; m == nil || *m&0o007 != 0 {
+		t.Errorf("Secret %s files must not be world-readable (defaultMode %v)", authSecret, m)
+	}
+	var mounted bool
+	for _, m := range c.VolumeMounts {
+		if m.Name == vol.Name {
+			mounted = true
+			if m.MountPath != authDir || !m.ReadOnly {
+				t.Errorf("Secret %s mounted at %s (readOnly %v), want %s read-only", authSecret, m.MountPath, m.ReadOnly, authDir)
+			}
+		}
+	}
+	if !mounted {
+		t.Fatalf("volume %s is not mounted in container %s", vol.Name, c.Name)
+	}
+	keys := map[string]string{}
+	for _, it := range vol.Secret.Items {
+		keys[path.Join(authDir, it.Path)] = it.Key
+	}
+	for name, key := range map[string]string{"PUBSUB_API_KEYS_FILE": "keys.json", "PUBSUB_TOKEN_KEY_FILE": "token.key"} {
+		file := envValue(t, objs, c, name)
+		if keys[file] != key {
+			t.Errorf("%s=%s, want the Secret's key %s mounted there (mounted: %v)", name, file, key, keys)
+		}
+	}
+	if _, ok := lookupEnv(t, objs, c, "PUBSUB_API_KEY"); ok {
+		t.Error("PUBSUB_API_KEY in a manifest is a secret in git: use the Secret's keys.json")
+	}
+}
+
+// checkMemoryBound recomputes the worst case the service's limits allow
+// (the README's formula) from the production settings, and holds it under
+// GOMEMLIMIT (the memory request) with 10% to spare. Every term is set in
+// the overlay rather than taken from the service's defaults, so the bound
+// is checked against what really runs and a default changing in the code
+// cannot move it unseen.
+func checkMemoryBound(t *testing.T, objs []Object, c corev1.Container) {
+	t.Helper()
+	const (
+		kib         = 1 << 10
+		mib         = 1 << 20
+		base        = 30 * mib // runtime, code, telemetry, an idle service
+		perConn     = 40 * kib // 16 KiB read + 16 KiB write allowance, goroutine and structs
+		perTopic    = 1 * kib
+		perSubscrpt = 512
+	)
+	size := func(name string) int64 {
+		v := envValue(t, objs, c, name)
+		n, err := parseBytes(v)
+		if err != nil {
+			t.Fatalf("%s=%s: %v", name, v, err)
+		}
+		if n == 0 {
+			t.Fatalf("%s=0 means no limit: production memory would have no bound", name)
+		}
+		return n
+	}
+	conns := size("PUBSUB_MAX_CONNECTIONS")
+	worst := base + size("PUBSUB_MAX_EVENT_BYTES") + size("PUBSUB_MAX_BUFFER_BYTES") +
+		conns*(perConn+size("PUBSUB_MAX_REPLY_BYTES")) +
+		size("PUBSUB_MAX_TOPICS")*perTopic + size("PUBSUB_MAX_SUBSCRIPTIONS")*perSubscrpt
+	goMemLimit := c.Resources.Requests[corev1.ResourceMemory]
+	limit := c.Resources.Limits[corev1.ResourceMemory]
+	t.Logf("worst case %.1f MiB; GOMEMLIMIT %s, limit %s", float64(worst)/mib, goMemLimit.String(), limit.String())
+	if float64(worst) > 0.9*float64(goMemLimit.Value()) {
+		t.Errorf("worst case %.1f MiB is above 90%% of GOMEMLIMIT (%s): lower PUBSUB_MAX_* or raise the memory request and limit",
+			float64(worst)/mib, goMemLimit.String())
+	}
+}
+
+// parseBytes reads a byte count the way the service's configuration does:
+// a plain number or one with a KiB, MiB or GiB suffix.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = v, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a byte count: %q", s)
+	}
+	return n * mult, nil
 }

@@ -6,7 +6,7 @@ import "github.com/grafana/grafana-foundation-sdk/go/dashboard"
 // much of it fails, and how long do deliveries take.
 func Overview() (dashboard.Dashboard, error) {
 	b := base("pubsub-overview", "PubSub / Overview",
-		"Rate, errors and duration per operation; connections, subscriptions, topics; publish and delivery rates; delivery latency with trace exemplars; error codes.").
+		"Rate, errors and duration per operation; connections, subscriptions, topics; publish and delivery rates; delivery latency with trace exemplars; error codes; limit rejections and auth failures.").
 		WithRow(row("At a glance")).
 		WithPanel(single("Ready pods", "Pods accepting new work (pubsub_ready). Lower than the pod count while a pod starts or drains.", "none", 4,
 			q(`sum(pubsub_ready{`+Sel+`})`, "ready"))).
@@ -58,6 +58,11 @@ func Overview() (dashboard.Dashboard, error) {
 		WithPanel(graph("WebSocket bytes", "Bytes of frames read (in) and written (out).", "Bps", half, tall,
 			q(`sum(rate(pubsub_ws_received_bytes_total{`+Sel+`}[$__rate_interval]))`, "in"),
 			q(`sum(rate(pubsub_ws_sent_bytes_total{`+Sel+`}[$__rate_interval]))`, "out")).
-			AxisSoftMin(0))
+			AxisSoftMin(0)).
+		WithRow(row("Limits and auth")).
+		WithPanel(stacked("Limit rejections by limit", "Requests, frames and connections refused because a configured limit was reached (PUBSUB_MAX_*, publish rate, frame and field sizes, message timeout), by limit. event_memory means PUBSUB_MAX_EVENT_BYTES is full and publishes are refused for every topic.", "short", half, tall,
+			q(`sum by (limit) (rate(pubsub_limit_rejections_total{`+Sel+`}[$__rate_interval]))`, "{{limit}}"))).
+		WithPanel(stacked("Auth failures by reason", "Requests, frames and handshakes refused by authentication or authorization: missing (no key or token), invalid (unknown key, bad or expired token), scope (the key lacks the scope for the operation or topic), takeover (a client_id held by another principal), origin (a browser Origin not allowed to open /ws).", "short", half, tall,
+			q(`sum by (reason) (rate(pubsub_auth_failures_total{`+Sel+`}[$__rate_interval]))`, "{{reason}}")))
 	return build(b)
 }
