@@ -468,9 +468,13 @@ func checkMemoryBound(t *testing.T, objs []Object, c corev1.Container) {
 		kib         = 1 << 10
 		mib         = 1 << 20
 		base        = 30 * mib // runtime, code, telemetry, an idle service
-		perConn     = 40 * kib // 16 KiB read + 16 KiB write allowance, goroutine and structs
-		perTopic    = 1 * kib
-		perSubscrpt = 512
+		// Measured: an idle connection holds 8.3 KiB (README, Performance), and a busy one
+		// its 16 KiB read and 16 KiB write allowances besides; a topic 1.25 KiB; a
+		// subscription about 300 B plus 8 B a queue slot once its queue has grown.
+		perConn     = 41 * kib
+		perTopic    = 1280
+		perSubscrpt = 320
+		perSlot     = 8
 	)
 	size := func(name string) int64 {
 		v := envValue(t, objs, c, name)
@@ -486,7 +490,7 @@ func checkMemoryBound(t *testing.T, objs []Object, c corev1.Container) {
 	conns := size("PUBSUB_MAX_CONNECTIONS")
 	worst := base + size("PUBSUB_MAX_EVENT_BYTES") + size("PUBSUB_MAX_BUFFER_BYTES") +
 		conns*(perConn+size("PUBSUB_MAX_REPLY_BYTES")) +
-		size("PUBSUB_MAX_TOPICS")*perTopic + size("PUBSUB_MAX_SUBSCRIPTIONS")*perSubscrpt
+		size("PUBSUB_MAX_TOPICS")*perTopic + size("PUBSUB_MAX_SUBSCRIPTIONS")*(perSubscrpt+perSlot*size("PUBSUB_MAX_QUEUE_SIZE"))
 	goMemLimit := c.Resources.Requests[corev1.ResourceMemory]
 	limit := c.Resources.Limits[corev1.ResourceMemory]
 	t.Logf("worst case %.1f MiB; GOMEMLIMIT %s, limit %s", float64(worst)/mib, goMemLimit.String(), limit.String())
