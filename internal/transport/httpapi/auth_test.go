@@ -1,14 +1,11 @@
 package httpapi_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +13,6 @@ import (
 	"time"
 
 	"github.com/pubsubd/pubsub/internal/auth"
-	"github.com/pubsubd/pubsub/internal/broker/memory"
-	"github.com/pubsubd/pubsub/internal/domain"
-	"github.com/pubsubd/pubsub/internal/logbuffer"
-	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
@@ -32,11 +25,8 @@ const (
 	tokenKey  = "token-signing-key-0123456789abcdef0123"
 )
 
-type authFixture struct {
-	url  string
-	tel  *telemetry.Telemetry
-	logs *logbuffer.Buffer
-}
+// authFixture is the limits fixture (the router over the real service) with authentication on.
+type authFixture struct{ *fixture }
 
 // newAuthFixture serves the router with authentication on: an admin key (every scope), a reader
 // key (subscribe only, no manage) and tokens.
@@ -57,29 +47,20 @@ func newAuthFixture(t *testing.T) *authFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &authFixture{logs: &logbuffer.Buffer{}}
-	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
-		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
-		LogOutput: f.logs, LogFormat: "json", LogLevel: slog.LevelDebug,
-	})
+	f := &authFixture{newLimitsFixture(t, httpapi.Options{Auth: authn})}
+	req, err := http.NewRequest(http.MethodPost, f.url+"/topics", strings.NewReader(`{"name":"existing"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.tel = tel
-	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EventEncoder})
-	api := tel.Instrument(service.New(broker, service.Options{Observer: tel.Observer()}), wire.CodeOf)
-	if err := api.CreateTopic(t.Context(), "existing"); err != nil {
+	req.Header.Set("X-API-Key", adminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
 		t.Fatal(err)
 	}
-	wsStandIn := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUpgradeRequired) })
-	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsStandIn, Ready: func() bool { return true }, Auth: authn}))
-	f.url = srv.URL
-	t.Cleanup(func() {
-		srv.Close()
-		if t.Failed() {
-			t.Logf("server log:\n%s", f.logs.String())
-		}
-	})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("creating the fixture's topic: %s", resp.Status)
+	}
 	return f
 }
 
