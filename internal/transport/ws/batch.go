@@ -22,6 +22,8 @@ const (
 	// frameSlack is kept free for the frame headers of what a drain hands out (at most 10 bytes
 	// each; DrainBytes counts payloads only), so that framing rarely has to grow the buffer.
 	frameSlack = 512
+	// maxHeader is the largest header of a frame the server sends (unmasked, 64-bit length).
+	maxHeader = 10
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeAllowance); return &b }}
@@ -103,6 +105,19 @@ type batch struct {
 	budget  *domain.Budget
 	held    int64
 	refused bool
+	// tail is the end of an event larger than the room that the budget would not let buf grow
+	// for: buf ends with the event's frame header (and as much of the event as fits its
+	// capacity), and the rest is written from the event's own bytes, which are immutable and
+	// shared, so a stalled connection holds no copy of it. A batch with a tail ends there:
+	// nothing is framed after it, and what would have been (the ping, the replies, an end
+	// notice) is carried to the next batch. nil: none.
+	tail []byte
+	// carried is what the last batch could not put after its tail, for the next one (it
+	// survives reset); carriedPing the same for a ping. A batch that starts with carried
+	// replies takes no event larger than the room, so that replies are never put off twice.
+	carried     []reply
+	carriedPing bool
+	noTail      bool // this batch carries replies: it takes no event larger than the room
 	// overflow is a subscription that overflowed under the disconnect policy; building stopped
 	// there, and lost events will never be delivered.
 	overflow    *domain.Subscription
@@ -121,6 +136,12 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 	if b.buf == nil {
 		b.buf = (*bufPool.Get().(*[]byte))[:0]
 	}
+	if len(b.carried) > 0 || b.carriedPing {
+		// Taken before this batch's replies, so they go first among them.
+		replies = append(b.carried, replies...)
+		ping = ping || b.carriedPing
+		b.carried, b.carriedPing, b.noTail = nil, false, true
+	}
 	if n := len(subs); n > 0 {
 		start := b.cursor % n
 		for i := range n {
@@ -134,6 +155,13 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 		}
 	}
 	if b.overflow != nil {
+		return
+	}
+	if b.tail != nil {
+		b.carried = append(b.carried, replies...)
+		b.carriedPing = ping
+		b.more = b.more || len(b.carried) > 0 || ping
+		b.account()
 		return
 	}
 	if ping {
@@ -167,14 +195,19 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 			return true
 		}
 		// Only the first events of a batch may be larger than the room: such an event goes alone.
-		d := sub.DrainBytes(b.events[:0], maxDrain-taken, room, len(b.buf) == 0)
+		d := sub.DrainBytes(b.events[:0], maxDrain-taken, room, len(b.buf) == 0 && !b.noTail)
 		taken += len(d.Events)
 		b.events = d.Events[:0]
 		if d.Overflow {
 			b.overflow, b.lost = sub, d.Lost
 			return false
 		}
-		b.frame(sub, d, now, sampled)
+		// An event larger than the room is alone in its drain (DrainBytes takes nothing after it).
+		b.frame(sub, d, d.Bytes > room, now, sampled)
+		if b.tail != nil {
+			b.cut, b.more = true, true // the batch ends with the tail
+			return true
+		}
 		if !d.More {
 			return true
 		}
@@ -229,10 +262,33 @@ func (b *batch) grow() bool {
 	return true
 }
 
-// account takes from the budget what the buffer grew past writeAllowance by other means than grow:
-// an event larger than the room, frame headers, replies. Those are bounded by the largest event and
-// the reply limit, and must be written whatever the budget says; when it refuses, they are not
-// held back, only left out of the count.
+// fit makes room in buf for n more bytes, taking the growth past writeAllowance from the budget as
+// grow does; it reports false when the budget refuses (and notes the refusal).
+func (b *batch) fit(n int) bool {
+	if cap(b.buf)-len(b.buf) >= n {
+		return true
+	}
+	size := max(2*cap(b.buf), len(b.buf)+n)
+	if b.limit > 0 {
+		size = min(size, max(b.limit+frameSlack, len(b.buf)+n))
+	}
+	need := int64(size-writeAllowance) - b.held
+	if need > 0 && !b.budget.TryTake(need) {
+		b.refused = true
+		return false
+	}
+	b.held += max(need, 0)
+	buf := make([]byte, len(b.buf), size)
+	copy(buf, b.buf)
+	b.buf = buf
+	return true
+}
+
+// account takes from the budget what the buffer grew past writeAllowance by other means than grow
+// and fit: frame headers beyond frameSlack, notices, pings and pongs, replies. Those are small, or
+// bounded by the reply limit (PUBSUB_MAX_REPLY_BYTES), and must be written whatever the budget
+// says; when it refuses, they are not held back, only left out of the count. No event is ever left
+// out: one larger than the room that the budget refuses goes as the batch's tail, uncopied.
 func (b *batch) account() {
 	if extra := int64(cap(b.buf)-writeAllowance) - b.held; extra > 0 && b.budget.TryTake(extra) {
 		b.held += extra
@@ -240,14 +296,20 @@ func (b *batch) account() {
 }
 
 // frame appends one subscription's drain: the SLOW_CONSUMER notice, the events, the end notice.
-func (b *batch) frame(sub *domain.Subscription, d domain.Batch, now time.Time, sampled func(*domain.Event) bool) {
+// big says the drain is one event larger than the room: it is copied into buf if the budget lets buf
+// grow for it, and otherwise becomes the batch's tail.
+func (b *batch) frame(sub *domain.Subscription, d domain.Batch, big bool, now time.Time, sampled func(*domain.Event) bool) {
 	if d.Dropped > 0 {
 		b.text(wire.TypeError, wire.AppendError(nil, nil, string(sub.Topic), wire.CodeSlowConsumer,
 			"dropped "+strconv.FormatUint(d.Dropped, 10)+" messages", now))
 		b.drops = append(b.drops, drop{sub: sub, n: d.Dropped})
 	}
 	for _, ev := range d.Events {
-		b.buf = appendFrame(b.buf, ev.Frame)
+		if big && !b.fit(maxHeader+len(ev.Frame)) {
+			b.setTail(ev.Frame)
+		} else {
+			b.buf = appendFrame(b.buf, ev.Frame)
+		}
 		b.st.bytes[1] += len(ev.Frame)
 	}
 	n := len(d.Events)
@@ -294,7 +356,25 @@ func (b *batch) endNotice(sub *domain.Subscription, d domain.Batch, now time.Tim
 	default:
 		return
 	}
-	b.text(wire.TypeInfo, wire.AppendInfo(nil, string(sub.Topic), msg, now))
+	data := wire.AppendInfo(nil, string(sub.Topic), msg, now)
+	if b.tail != nil {
+		// Nothing goes after the tail; the subscription is forgotten, so the notice travels
+		// with the batch's carried replies.
+		b.carried = append(b.carried, reply{typ: wire.TypeInfo, data: data})
+		return
+	}
+	b.text(wire.TypeInfo, data)
+}
+
+// setTail frames frame as the batch's tail: its header, then as much of it as fills buf's
+// capacity (so that the buffer's write is not a header alone), the rest written by reference.
+func (b *batch) setTail(frame []byte) {
+	b.buf = wsframe.AppendHeader(b.buf, wsframe.OpText, len(frame))
+	k := min(len(frame), cap(b.buf)-len(b.buf))
+	b.buf = append(b.buf, frame[:k]...)
+	if k < len(frame) {
+		b.tail = frame[k:]
+	}
 }
 
 // text appends one text frame of type typ and counts it.
@@ -315,7 +395,7 @@ func (b *batch) reset() {
 	clear(b.ended)
 	b.ended = b.ended[:0]
 	b.more, b.overflow, b.lost, b.deletedLost = false, nil, 0, 0
-	b.cut, b.refused = false, false
+	b.cut, b.refused, b.tail, b.noTail = false, false, nil, false
 }
 
 // release resets b, gives back to the budget what its buffer held of it and returns the buffer to
