@@ -1,7 +1,9 @@
 package ws
 
 import (
+	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,12 +21,30 @@ const (
 	maxDrain       = 256
 	writeAllowance = 16 << 10
 	poolMax        = 64 << 10
-	// frameSlack is kept free for the frame headers of what a drain hands out (at most 10 bytes
-	// each; DrainBytes counts payloads only), so that framing rarely has to grow the buffer.
-	frameSlack = 512
 	// maxHeader is the largest header of a frame the server sends (unmasked, 64-bit length).
 	maxHeader = 10
 )
+
+// frameSlack is kept free for what one drain frames besides its events' payloads (DrainBytes counts
+// payloads only): the headers of at most maxDrain events (4 bytes each below 64 KiB; 10 from there,
+// and at most one such per 64 KiB of room), a SLOW_CONSUMER notice and an end notice. So a drain
+// never makes the buffer grow past what it may use (see usable): its bytes stay within the bound.
+var frameSlack = 4*maxDrain + noticeMax(wire.TypeError) + noticeMax(wire.TypeInfo)
+
+// noticeMax is the largest notice of type typ that frame can append, with its header and a margin
+// for the timestamp's length.
+func noticeMax(typ string) int {
+	topic, now := strings.Repeat("t", domain.MaxTopicNameLen), time.Now()
+	if typ == wire.TypeError {
+		return len(appendFrame(nil, wire.AppendError(nil, nil, topic, wire.CodeSlowConsumer,
+			"dropped "+strconv.FormatUint(math.MaxUint64, 10)+" messages", now))) + 16
+	}
+	longest := 0
+	for _, msg := range []string{wire.InfoTopicDeleted, wire.InfoSubscriptionReplaced, wire.InfoUnsubscribed} {
+		longest = max(longest, len(appendFrame(nil, wire.AppendInfo(nil, topic, msg, now))))
+	}
+	return longest + 16
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeAllowance); return &b }}
 
@@ -135,6 +155,15 @@ type batch struct {
 func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, now time.Time, sampled func(*domain.Event) bool) {
 	if b.buf == nil {
 		b.buf = (*bufPool.Get().(*[]byte))[:0]
+		// A pooled buffer that grew once is kept only if the budget grants its growth: a
+		// connection holds no more than its allowance that the budget does not count.
+		if extra := int64(cap(b.buf) - writeAllowance); extra > 0 {
+			if b.budget.TryTake(extra) {
+				b.held += extra
+			} else {
+				b.buf = make([]byte, 0, writeAllowance)
+			}
+		}
 	}
 	if len(b.carried) > 0 || b.carriedPing {
 		// Taken before this batch's replies, so they go first among them.
@@ -163,6 +192,17 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 		b.more = b.more || len(b.carried) > 0 || ping
 		b.account()
 		return
+	}
+	// The replies are framed into a buffer grown to fit them exactly, from the budget if it grants
+	// it (account): they are bounded by the reply limit, and must go out whatever the budget says.
+	need := 2 // a ping
+	for _, r := range replies {
+		need += maxHeader + len(r.data)
+	}
+	if n := len(b.buf) + need; n > cap(b.buf) {
+		buf := make([]byte, len(b.buf), n)
+		copy(buf, b.buf)
+		b.buf = buf
 	}
 	if ping {
 		b.buf = wsframe.AppendFrame(b.buf, wsframe.OpPing, nil, nil) // to find dead peers
@@ -223,11 +263,16 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 	}
 }
 
-// room is how many bytes of events the batch may still take into the buffer it has: the buffer's
-// free capacity, less room for frame headers, within the limit. When the batch holds nothing yet it
+// usable is the capacity the batch may fill: its own allowance and what it took from the budget.
+// A buffer from the pool may be larger (up to poolMax); the rest of it is used only once the budget
+// has granted it, so that the budget counts what a connection's batch really holds.
+func (b *batch) usable() int { return min(cap(b.buf), writeAllowance+int(b.held)) }
+
+// room is how many bytes of events the batch may still take into the buffer it has: the usable
+// capacity left, less room for frame headers, within the limit. When the batch holds nothing yet it
 // is at least 1: one event always goes out, however large.
 func (b *batch) room() int {
-	free := cap(b.buf) - len(b.buf) - frameSlack
+	free := b.usable() - len(b.buf) - frameSlack - 6*(b.usable()>>16+1) // the 10-byte headers' extra
 	if b.limit > 0 {
 		free = min(free, b.limit-len(b.buf))
 	}
@@ -240,48 +285,44 @@ func (b *batch) room() int {
 // grow doubles the buffer's capacity, up to what the limit needs, taking the bytes past
 // writeAllowance from the budget; it reports false when the limit is reached or the budget refuses.
 func (b *batch) grow() bool {
-	size := 2 * cap(b.buf)
+	size := 2 * b.usable()
 	if b.limit > 0 {
 		if len(b.buf) >= b.limit {
 			return false
 		}
 		size = min(size, b.limit+frameSlack)
 	}
-	if size <= cap(b.buf) {
-		return false
-	}
+	return size > b.usable() && b.resize(size)
+}
+
+// resize makes size bytes of buffer usable, taking what that needs past writeAllowance from the
+// budget (a pooled buffer may have the capacity already); it reports false when the budget refuses.
+func (b *batch) resize(size int) bool {
 	need := int64(size-writeAllowance) - b.held
 	if need > 0 && !b.budget.TryTake(need) {
 		b.refused = true
 		return false
 	}
 	b.held += max(need, 0)
-	buf := make([]byte, len(b.buf), size)
-	copy(buf, b.buf)
-	b.buf = buf // the old one is garbage now: never pooled past writeAllowance's growth
+	if size > cap(b.buf) {
+		buf := make([]byte, len(b.buf), size)
+		copy(buf, b.buf)
+		b.buf = buf // the old one is garbage now: never pooled past writeAllowance's growth
+	}
 	return true
 }
 
 // fit makes room in buf for n more bytes, taking the growth past writeAllowance from the budget as
 // grow does; it reports false when the budget refuses (and notes the refusal).
 func (b *batch) fit(n int) bool {
-	if cap(b.buf)-len(b.buf) >= n {
+	if b.usable()-len(b.buf) >= n {
 		return true
 	}
-	size := max(2*cap(b.buf), len(b.buf)+n)
+	size := max(2*b.usable(), len(b.buf)+n)
 	if b.limit > 0 {
 		size = min(size, max(b.limit+frameSlack, len(b.buf)+n))
 	}
-	need := int64(size-writeAllowance) - b.held
-	if need > 0 && !b.budget.TryTake(need) {
-		b.refused = true
-		return false
-	}
-	b.held += max(need, 0)
-	buf := make([]byte, len(b.buf), size)
-	copy(buf, b.buf)
-	b.buf = buf
-	return true
+	return b.resize(size)
 }
 
 // account takes from the budget what the buffer grew past writeAllowance by other means than grow
@@ -370,7 +411,7 @@ func (b *batch) endNotice(sub *domain.Subscription, d domain.Batch, now time.Tim
 // capacity (so that the buffer's write is not a header alone), the rest written by reference.
 func (b *batch) setTail(frame []byte) {
 	b.buf = wsframe.AppendHeader(b.buf, wsframe.OpText, len(frame))
-	k := min(len(frame), cap(b.buf)-len(b.buf))
+	k := min(len(frame), max(b.usable()-len(b.buf), 0))
 	b.buf = append(b.buf, frame[:k]...)
 	if k < len(frame) {
 		b.tail = frame[k:]

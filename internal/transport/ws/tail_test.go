@@ -233,3 +233,35 @@ func TestSockWriterWritesBufferThenTail(t *testing.T) {
 		})
 	}
 }
+
+// Under a refusing budget a batch holds its allowance, what the budget granted, and the replies
+// framed after its events, nothing more: frame headers and notices fit the slack every drain keeps.
+func TestBatchBufferBoundUnderARefusingBudget(t *testing.T) {
+	var subs []*domain.Subscription
+	for i := range 4 {
+		_, top := newTopic(t, 1000, domain.DropOldest)
+		sub := subscribeLive(t, top, "c"+string(rune('0'+i)), 0)
+		sub.Release()
+		publishSized(t, top, 300, 100)
+		subs = append(subs, sub)
+	}
+	var replies []reply
+	framed := 2 // the ping
+	for range 10 {
+		r := reply{typ: wire.TypeInfo, data: wire.AppendInfo(nil, "", "hello", time.Now())}
+		replies = append(replies, r)
+		framed += maxHeader + len(r.data)
+	}
+	b := batch{limit: 256 << 10, budget: domain.NewBudget(1)}
+	defer b.release()
+	b.build(subs, replies, true, time.Now(), nil)
+	if !b.refused || b.held != 0 {
+		t.Fatalf("refused %v, held %d: want a refused growth", b.refused, b.held)
+	}
+	if limit := writeAllowance + framed; cap(b.buf) > limit {
+		t.Fatalf("buffer capacity %d, want at most the allowance and the replies, %d", cap(b.buf), limit)
+	}
+	if fs := parseFrames(t, b.buf); len(seqsOf(fs)) == 0 || fs[len(fs)-1].msg != "hello" {
+		t.Fatal("the batch has no events, or does not end with the replies")
+	}
+}
