@@ -17,6 +17,12 @@ import (
 // writeAllowance is each connection's own buffer, the capacity pooled batch buffers start with:
 // most batches fit in it, and growing past it is taken from the shared budget (Config.Buffers).
 // A buffer that grew past poolMax is dropped rather than pooled, so the pool holds small buffers.
+//
+// The bound: a connection's batch buffer holds at most writeAllowance, plus what it took from the
+// budget (given back when the connection catches up), plus the replies framed after its events
+// when the budget will not count them (at most the reply limit, PUBSUB_MAX_REPLY_BYTES, or one
+// reply larger than it, and maxHeader bytes each). An event that does not fit is copied in only if
+// the budget grants the growth; otherwise it is written from its own shared bytes (batch.tail).
 const (
 	maxDrain       = 256
 	writeAllowance = 16 << 10
@@ -326,10 +332,11 @@ func (b *batch) fit(n int) bool {
 }
 
 // account takes from the budget what the buffer grew past writeAllowance by other means than grow
-// and fit: frame headers beyond frameSlack, notices, pings and pongs, replies. Those are small, or
-// bounded by the reply limit (PUBSUB_MAX_REPLY_BYTES), and must be written whatever the budget
-// says; when it refuses, they are not held back, only left out of the count. No event is ever left
-// out: one larger than the room that the budget refuses goes as the batch's tail, uncopied.
+// and fit: the room build made for the ping and the replies (frame headers and notices fit the
+// slack every drain keeps). The replies are bounded by the reply limit (PUBSUB_MAX_REPLY_BYTES)
+// and must be written whatever the budget says; when it refuses, they are not held back, only left
+// out of the count. No event is left out: one larger than the room that the budget refuses to
+// grow the buffer for goes as the batch's tail, written from its shared bytes, never copied.
 func (b *batch) account() {
 	if extra := int64(cap(b.buf)-writeAllowance) - b.held; extra > 0 && b.budget.TryTake(extra) {
 		b.held += extra
