@@ -53,9 +53,9 @@ type Config struct {
 	// Buffers is the process-wide allowance for connection buffers beyond each connection's small
 	// one: large frames being read and write batches waiting for the socket (nil: unlimited).
 	// PUBSUB_MAX_BUFFER_BYTES sizes it; the read side and the write side take from the same one.
-	// When it is spent, a connection's write side holds at most its own 16 KiB and its unread
-	// replies (ReplyMaxBytes): an event larger than that is written from the bytes every
-	// subscriber shares, not copied (see batch.go).
+	// A connection's write side holds at most its own 16 KiB, what it took from Buffers, and its
+	// unread replies (ReplyMaxBytes): an event that does not fit is written from the bytes every
+	// subscriber shares, not copied, when Buffers refuses (see batch.go).
 	Buffers *domain.Budget
 	// Auth authenticates the handshake (nil: authentication is off and every connection acts for
 	// auth.Anonymous). See auth.go.
