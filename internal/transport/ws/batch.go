@@ -201,11 +201,14 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 	}
 	// The replies are framed into a buffer grown to fit them exactly, from the budget if it grants
 	// it (account): they are bounded by the reply limit, and must go out whatever the budget says.
-	need := 2 // a ping
+	need := 0
+	if ping {
+		need = 2
+	}
 	for _, r := range replies {
 		need += maxHeader + len(r.data)
 	}
-	if n := len(b.buf) + need; n > cap(b.buf) {
+	if n := len(b.buf) + need; need > 0 && n > cap(b.buf) {
 		buf := make([]byte, len(b.buf), n)
 		copy(buf, b.buf)
 		b.buf = buf
