@@ -1,7 +1,9 @@
 package ws
 
 import (
+	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,14 +17,40 @@ import (
 // writeAllowance is each connection's own buffer, the capacity pooled batch buffers start with:
 // most batches fit in it, and growing past it is taken from the shared budget (Config.Buffers).
 // A buffer that grew past poolMax is dropped rather than pooled, so the pool holds small buffers.
+//
+// The bound: a connection's batch buffer holds at most writeAllowance, plus what it took from the
+// budget (given back when the connection catches up), plus the replies framed after its events
+// when the budget will not count them (at most the reply limit, PUBSUB_MAX_REPLY_BYTES, or one
+// reply larger than it, and maxHeader bytes each). An event that does not fit is copied in only if
+// the budget grants the growth; otherwise it is written from its own shared bytes (batch.tail).
 const (
 	maxDrain       = 256
 	writeAllowance = 16 << 10
 	poolMax        = 64 << 10
-	// frameSlack is kept free for the frame headers of what a drain hands out (at most 10 bytes
-	// each; DrainBytes counts payloads only), so that framing rarely has to grow the buffer.
-	frameSlack = 512
+	// maxHeader is the largest header of a frame the server sends (unmasked, 64-bit length).
+	maxHeader = 10
 )
+
+// frameSlack is kept free for what one drain frames besides its events' payloads (DrainBytes counts
+// payloads only): the headers of at most maxDrain events (4 bytes each below 64 KiB; 10 from there,
+// and at most one such per 64 KiB of room), a SLOW_CONSUMER notice and an end notice. So a drain
+// never makes the buffer grow past what it may use (see usable): its bytes stay within the bound.
+var frameSlack = 4*maxDrain + noticeMax(wire.TypeError) + noticeMax(wire.TypeInfo)
+
+// noticeMax is the largest notice of type typ that frame can append, with its header and a margin
+// for the timestamp's length.
+func noticeMax(typ string) int {
+	topic, now := strings.Repeat("t", domain.MaxTopicNameLen), time.Now()
+	if typ == wire.TypeError {
+		return len(appendFrame(nil, wire.AppendError(nil, nil, topic, wire.CodeSlowConsumer,
+			"dropped "+strconv.FormatUint(math.MaxUint64, 10)+" messages", now))) + 16
+	}
+	longest := 0
+	for _, msg := range []string{wire.InfoTopicDeleted, wire.InfoSubscriptionReplaced, wire.InfoUnsubscribed} {
+		longest = max(longest, len(appendFrame(nil, wire.AppendInfo(nil, topic, msg, now))))
+	}
+	return longest + 16
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeAllowance); return &b }}
 
@@ -103,6 +131,19 @@ type batch struct {
 	budget  *domain.Budget
 	held    int64
 	refused bool
+	// tail is the end of an event larger than the room that the budget would not let buf grow
+	// for: buf ends with the event's frame header (and as much of the event as fits its
+	// capacity), and the rest is written from the event's own bytes, which are immutable and
+	// shared, so a stalled connection holds no copy of it. A batch with a tail ends there:
+	// nothing is framed after it, and what would have been (the ping, the replies, an end
+	// notice) is carried to the next batch. nil: none.
+	tail []byte
+	// carried is what the last batch could not put after its tail, for the next one (it
+	// survives reset); carriedPing the same for a ping. A batch that starts with carried
+	// replies takes no event larger than the room, so that replies are never put off twice.
+	carried     []reply
+	carriedPing bool
+	noTail      bool // this batch carries replies: it takes no event larger than the room
 	// overflow is a subscription that overflowed under the disconnect policy; building stopped
 	// there, and lost events will never be delivered.
 	overflow    *domain.Subscription
@@ -120,6 +161,21 @@ type batch struct {
 func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, now time.Time, sampled func(*domain.Event) bool) {
 	if b.buf == nil {
 		b.buf = (*bufPool.Get().(*[]byte))[:0]
+		// A pooled buffer that grew once is kept only if the budget grants its growth: a
+		// connection holds no more than its allowance that the budget does not count.
+		if extra := int64(cap(b.buf) - writeAllowance); extra > 0 {
+			if b.budget.TryTake(extra) {
+				b.held += extra
+			} else {
+				b.buf = make([]byte, 0, writeAllowance)
+			}
+		}
+	}
+	if len(b.carried) > 0 || b.carriedPing {
+		// Taken before this batch's replies, so they go first among them.
+		replies = append(b.carried, replies...)
+		ping = ping || b.carriedPing
+		b.carried, b.carriedPing, b.noTail = nil, false, true
 	}
 	if n := len(subs); n > 0 {
 		start := b.cursor % n
@@ -135,6 +191,27 @@ func (b *batch) build(subs []*domain.Subscription, replies []reply, ping bool, n
 	}
 	if b.overflow != nil {
 		return
+	}
+	if b.tail != nil {
+		b.carried = append(b.carried, replies...)
+		b.carriedPing = ping
+		b.more = b.more || len(b.carried) > 0 || ping
+		b.account()
+		return
+	}
+	// The replies are framed into a buffer grown to fit them exactly, from the budget if it grants
+	// it (account): they are bounded by the reply limit, and must go out whatever the budget says.
+	need := 0
+	if ping {
+		need = 2
+	}
+	for _, r := range replies {
+		need += maxHeader + len(r.data)
+	}
+	if n := len(b.buf) + need; need > 0 && n > cap(b.buf) {
+		buf := make([]byte, len(b.buf), n)
+		copy(buf, b.buf)
+		b.buf = buf
 	}
 	if ping {
 		b.buf = wsframe.AppendFrame(b.buf, wsframe.OpPing, nil, nil) // to find dead peers
@@ -167,14 +244,19 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 			return true
 		}
 		// Only the first events of a batch may be larger than the room: such an event goes alone.
-		d := sub.DrainBytes(b.events[:0], maxDrain-taken, room, len(b.buf) == 0)
+		d := sub.DrainBytes(b.events[:0], maxDrain-taken, room, len(b.buf) == 0 && !b.noTail)
 		taken += len(d.Events)
 		b.events = d.Events[:0]
 		if d.Overflow {
 			b.overflow, b.lost = sub, d.Lost
 			return false
 		}
-		b.frame(sub, d, now, sampled)
+		// An event larger than the room is alone in its drain (DrainBytes takes nothing after it).
+		b.frame(sub, d, d.Bytes > room, now, sampled)
+		if b.tail != nil {
+			b.cut, b.more = true, true // the batch ends with the tail
+			return true
+		}
 		if !d.More {
 			return true
 		}
@@ -190,11 +272,16 @@ func (b *batch) drain(sub *domain.Subscription, now time.Time, sampled func(*dom
 	}
 }
 
-// room is how many bytes of events the batch may still take into the buffer it has: the buffer's
-// free capacity, less room for frame headers, within the limit. When the batch holds nothing yet it
+// usable is the capacity the batch may fill: its own allowance and what it took from the budget.
+// A buffer from the pool may be larger (up to poolMax); the rest of it is used only once the budget
+// has granted it, so that the budget counts what a connection's batch really holds.
+func (b *batch) usable() int { return min(cap(b.buf), writeAllowance+int(b.held)) }
+
+// room is how many bytes of events the batch may still take into the buffer it has: the usable
+// capacity left, less room for frame headers, within the limit. When the batch holds nothing yet it
 // is at least 1: one event always goes out, however large.
 func (b *batch) room() int {
-	free := cap(b.buf) - len(b.buf) - frameSlack
+	free := b.usable() - len(b.buf) - frameSlack - 6*(b.usable()>>16+1) // the 10-byte headers' extra
 	if b.limit > 0 {
 		free = min(free, b.limit-len(b.buf))
 	}
@@ -207,32 +294,52 @@ func (b *batch) room() int {
 // grow doubles the buffer's capacity, up to what the limit needs, taking the bytes past
 // writeAllowance from the budget; it reports false when the limit is reached or the budget refuses.
 func (b *batch) grow() bool {
-	size := 2 * cap(b.buf)
+	size := 2 * b.usable()
 	if b.limit > 0 {
 		if len(b.buf) >= b.limit {
 			return false
 		}
 		size = min(size, b.limit+frameSlack)
 	}
-	if size <= cap(b.buf) {
-		return false
-	}
+	return size > b.usable() && b.resize(size)
+}
+
+// resize makes size bytes of buffer usable, taking what that needs past writeAllowance from the
+// budget (a pooled buffer may have the capacity already); it reports false when the budget refuses.
+func (b *batch) resize(size int) bool {
 	need := int64(size-writeAllowance) - b.held
 	if need > 0 && !b.budget.TryTake(need) {
 		b.refused = true
 		return false
 	}
 	b.held += max(need, 0)
-	buf := make([]byte, len(b.buf), size)
-	copy(buf, b.buf)
-	b.buf = buf // the old one is garbage now: never pooled past writeAllowance's growth
+	if size > cap(b.buf) {
+		buf := make([]byte, len(b.buf), size)
+		copy(buf, b.buf)
+		b.buf = buf // the old one is garbage now: never pooled past writeAllowance's growth
+	}
 	return true
 }
 
-// account takes from the budget what the buffer grew past writeAllowance by other means than grow:
-// an event larger than the room, frame headers, replies. Those are bounded by the largest event and
-// the reply limit, and must be written whatever the budget says; when it refuses, they are not
-// held back, only left out of the count.
+// fit makes room in buf for n more bytes, taking the growth past writeAllowance from the budget as
+// grow does; it reports false when the budget refuses (and notes the refusal).
+func (b *batch) fit(n int) bool {
+	if b.usable()-len(b.buf) >= n {
+		return true
+	}
+	size := max(2*b.usable(), len(b.buf)+n)
+	if b.limit > 0 {
+		size = min(size, max(b.limit+frameSlack, len(b.buf)+n))
+	}
+	return b.resize(size)
+}
+
+// account takes from the budget what the buffer grew past writeAllowance by other means than grow
+// and fit: the room build made for the ping and the replies (frame headers and notices fit the
+// slack every drain keeps). The replies are bounded by the reply limit (PUBSUB_MAX_REPLY_BYTES)
+// and must be written whatever the budget says; when it refuses, they are not held back, only left
+// out of the count. No event is left out: one larger than the room that the budget refuses to
+// grow the buffer for goes as the batch's tail, written from its shared bytes, never copied.
 func (b *batch) account() {
 	if extra := int64(cap(b.buf)-writeAllowance) - b.held; extra > 0 && b.budget.TryTake(extra) {
 		b.held += extra
@@ -240,14 +347,20 @@ func (b *batch) account() {
 }
 
 // frame appends one subscription's drain: the SLOW_CONSUMER notice, the events, the end notice.
-func (b *batch) frame(sub *domain.Subscription, d domain.Batch, now time.Time, sampled func(*domain.Event) bool) {
+// big says the drain is one event larger than the room: it is copied into buf if the budget lets buf
+// grow for it, and otherwise becomes the batch's tail.
+func (b *batch) frame(sub *domain.Subscription, d domain.Batch, big bool, now time.Time, sampled func(*domain.Event) bool) {
 	if d.Dropped > 0 {
 		b.text(wire.TypeError, wire.AppendError(nil, nil, string(sub.Topic), wire.CodeSlowConsumer,
 			"dropped "+strconv.FormatUint(d.Dropped, 10)+" messages", now))
 		b.drops = append(b.drops, drop{sub: sub, n: d.Dropped})
 	}
 	for _, ev := range d.Events {
-		b.buf = appendFrame(b.buf, ev.Frame)
+		if big && !b.fit(maxHeader+len(ev.Frame)) {
+			b.setTail(ev.Frame)
+		} else {
+			b.buf = appendFrame(b.buf, ev.Frame)
+		}
 		b.st.bytes[1] += len(ev.Frame)
 	}
 	n := len(d.Events)
@@ -294,7 +407,25 @@ func (b *batch) endNotice(sub *domain.Subscription, d domain.Batch, now time.Tim
 	default:
 		return
 	}
-	b.text(wire.TypeInfo, wire.AppendInfo(nil, string(sub.Topic), msg, now))
+	data := wire.AppendInfo(nil, string(sub.Topic), msg, now)
+	if b.tail != nil {
+		// Nothing goes after the tail; the subscription is forgotten, so the notice travels
+		// with the batch's carried replies.
+		b.carried = append(b.carried, reply{typ: wire.TypeInfo, data: data})
+		return
+	}
+	b.text(wire.TypeInfo, data)
+}
+
+// setTail frames frame as the batch's tail: its header, then as much of it as fills buf's
+// capacity (so that the buffer's write is not a header alone), the rest written by reference.
+func (b *batch) setTail(frame []byte) {
+	b.buf = wsframe.AppendHeader(b.buf, wsframe.OpText, len(frame))
+	k := min(len(frame), max(b.usable()-len(b.buf), 0))
+	b.buf = append(b.buf, frame[:k]...)
+	if k < len(frame) {
+		b.tail = frame[k:]
+	}
 }
 
 // text appends one text frame of type typ and counts it.
@@ -315,7 +446,7 @@ func (b *batch) reset() {
 	clear(b.ended)
 	b.ended = b.ended[:0]
 	b.more, b.overflow, b.lost, b.deletedLost = false, nil, 0, 0
-	b.cut, b.refused = false, false
+	b.cut, b.refused, b.tail, b.noTail = false, false, nil, false
 }
 
 // release resets b, gives back to the budget what its buffer held of it and returns the buffer to

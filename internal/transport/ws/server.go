@@ -41,7 +41,8 @@ type Config struct {
 	ReplyMaxBytes int64
 	// BatchMaxBytes bounds the events of one write batch (PUBSUB_MAX_BATCH_BYTES; 0: 256 KiB): what a
 	// connection's subscriptions hold beyond it stays in their queues, in order, for the next batch,
-	// so a backlog is never copied whole into a write buffer. An event larger than it goes out alone.
+	// so a backlog is never copied whole into a write buffer. An event larger than it goes out alone
+	// (and, when Buffers will not grow the buffer for it, from its own shared bytes, uncopied).
 	BatchMaxBytes int64
 	// IdleAfter is the server clock's period: a connection's writer goroutine or reader that has had
 	// nothing to do for a whole period is released (0: 2s).
@@ -52,6 +53,9 @@ type Config struct {
 	// Buffers is the process-wide allowance for connection buffers beyond each connection's small
 	// one: large frames being read and write batches waiting for the socket (nil: unlimited).
 	// PUBSUB_MAX_BUFFER_BYTES sizes it; the read side and the write side take from the same one.
+	// A connection's write side holds at most its own 16 KiB, what it took from Buffers, and its
+	// unread replies (ReplyMaxBytes): an event that does not fit is written from the bytes every
+	// subscriber shares, not copied, when Buffers refuses (see batch.go).
 	Buffers *domain.Budget
 	// Auth authenticates the handshake (nil: authentication is off and every connection acts for
 	// auth.Anonymous). See auth.go.

@@ -49,13 +49,15 @@ func (s netSocket) TryWrite(b []byte) (int, error) {
 // sockWriter writes a connection's batches to its socket for whoever owns the connection's write
 // side (see outbox), so it needs no lock. It moves the write deadline lazily, and keeps the unwritten
 // end of a batch that a non-blocking write could not finish, for the blocking write that finishes it.
+// A batch is its buffer and, optionally, a tail written after it (see batch.tail).
 type sockWriter struct {
 	sock     socket
 	timeout  time.Duration
 	limit    func(time.Time) time.Time // the deadline for a write starting now (the server's writeDeadline)
 	patience time.Duration             // how long a write may wait for room before the client counts as stuck; 0: no such wait
 	deadline time.Time                 // the write deadline currently set on the socket
-	unsent   []byte                    // the end of the last batch, not yet written; aliases the batch's buffer
+	unsent   []byte                    // the end of the last batch, not yet written; aliases the batch's buffer or its tail
+	tail     []byte                    // the batch's tail, written after unsent; nil when unsent is the tail (or there is none)
 }
 
 // arm sets the socket's write deadline, but only when it moved by more than half the write timeout
@@ -68,16 +70,31 @@ func (w *sockWriter) arm(now time.Time) {
 	}
 }
 
-// try writes b without waiting for room. It reports whether all of b was written; when not, the
-// rest is kept for finish, and the caller must keep b's memory until then.
-func (w *sockWriter) try(b []byte, now time.Time) (done bool, err error) {
+// try writes b, then tail (which may be nil), without waiting for room. It reports whether all of
+// both were written; when not, the rest is kept for finish, and the caller must keep their memory
+// until then.
+func (w *sockWriter) try(b, tail []byte, now time.Time) (done bool, err error) {
 	w.arm(now) // a write that never waits can still fail on a deadline that has passed
 	n, err := w.sock.TryWrite(b)
 	if err != nil {
 		return false, err
 	}
 	if n < len(b) {
-		w.unsent = b[n:]
+		w.unsent, w.tail = b[n:], tail
+		if len(tail) == 0 {
+			w.tail = nil
+		}
+		return false, nil
+	}
+	if len(tail) == 0 {
+		return true, nil
+	}
+	n, err = w.sock.TryWrite(tail)
+	if err != nil {
+		return false, err
+	}
+	if n < len(tail) {
+		w.unsent = tail[n:]
 		return false, nil
 	}
 	return true, nil
@@ -86,6 +103,9 @@ func (w *sockWriter) try(b []byte, now time.Time) (done bool, err error) {
 // pending reports whether a batch is waiting for finish.
 func (w *sockWriter) pending() bool { return w.unsent != nil }
 
+// drop forgets what is waiting for finish: the write failed.
+func (w *sockWriter) drop() { w.unsent, w.tail = nil, nil }
+
 // finish writes, waiting for room, what try left. It waits at most patience first: a socket that
 // has no room for that long belongs to a client that is not keeping up, which stuck is told (so that
 // publishers stop waiting for it); then it waits until the write deadline.
@@ -93,23 +113,43 @@ func (w *sockWriter) finish(now time.Time, stuck func()) error {
 	if w.unsent == nil {
 		return nil
 	}
-	b := w.unsent
-	w.unsent = nil
+	parts := [2][]byte{w.unsent, w.tail} // in order; the second may be nil
+	w.drop()
+	i := 0
 	if w.patience > 0 {
 		limit := w.limit(now)
 		if d := now.Add(w.patience); d.Before(limit) {
 			_ = w.sock.SetWriteDeadline(d)
 			w.deadline = time.Time{} // the next arm sets the real one again
-			n, err := w.sock.Write(b)
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return err
+			for ; i < len(parts); i++ {
+				if len(parts[i]) == 0 {
+					continue
+				}
+				n, err := w.sock.Write(parts[i])
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					return err
+				}
+				stuck()
+				parts[i] = parts[i][n:]
+				now = time.Now()
+				break
 			}
-			stuck()
-			b = b[n:]
-			now = time.Now()
 		}
 	}
-	return w.write(b, now)
+	for ; i < len(parts); i++ {
+		if len(parts[i]) == 0 {
+			continue
+		}
+		// Each part gets a whole write timeout: the one before it finishing is progress.
+		if err := w.write(parts[i], now); err != nil {
+			return err
+		}
+		now = time.Now()
+	}
+	return nil
 }
 
 // write writes b, waiting for room. The write timeout bounds a wait that moves nothing: a write

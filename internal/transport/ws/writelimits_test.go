@@ -387,3 +387,82 @@ func TestBufferBudgetRefusedWritesSmallerBatches(t *testing.T) {
 		t.Fatalf("buffer_memory refusals %v; want more than %v", v, before)
 	}
 }
+
+// TestOversizedEventsUnderARefusingBudgetAreNotCopied: when the shared buffer budget refuses a
+// batch the growth an event larger than the connection's allowance needs, the event goes out from
+// its own shared bytes (the batch's tail), not from a copy per connection. Subscribers that read get
+// every event whole, in order, byte for byte; subscribers that read nothing hold no copy of the
+// event they are stuck on, so the heap does not grow by connections x event size; the refusal is
+// counted.
+func TestOversizedEventsUnderARefusingBudgetAreNotCopied(t *testing.T) {
+	s := newServer(t, serverOpts{queue: 100, history: 100, ws: ws.Config{MaxFrameBytes: 2 << 20},
+		limits: config.Limits{BufferMaxBytes: 1, QueueMaxBytes: 64 << 20, HistoryMaxBytes: 64 << 20, EventMaxBytes: 1 << 30}})
+
+	t.Run("readers get every event whole", func(t *testing.T) {
+		const (
+			readers = 3
+			events  = 4
+			size    = 512 << 10
+		)
+		s.createTopic(t, "large")
+		cs := make([]*client, readers)
+		for i := range cs {
+			cs[i] = s.dial(t)
+			cs[i].subscribe("large", "reader-"+strconv.Itoa(i), 0)
+		}
+		before := metric(t, s, "pubsub_limit_rejections_total", "limit", "buffer_memory")
+		payloads := make([][]byte, events)
+		for i := range payloads {
+			payloads[i] = []byte(`"` + strings.Repeat(string(rune('a'+i)), size-2) + `"`)
+			if _, err := s.Svc.Publish(context.Background(), service.PublishRequest{Topic: "large",
+				Message: domain.Message{ID: uuid.New(), Payload: payloads[i]}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for r, c := range cs {
+			for i := range events {
+				f := c.expect("event")
+				if f.Seq != uint64(i+1) || f.Message == nil || !bytes.Equal(f.Message.Payload, payloads[i]) {
+					t.Fatalf("reader %d, event %d: seq %d, payload not the one published", r, i+1, f.Seq)
+				}
+			}
+			c.barrier() // and nothing else, nothing twice
+		}
+		if v := metric(t, s, "pubsub_limit_rejections_total", "limit", "buffer_memory"); v < before+readers {
+			t.Fatalf("buffer_memory refusals %v, want at least one per reader beyond %v", v, before)
+		}
+	})
+
+	t.Run("stalled subscribers hold no copies", func(t *testing.T) {
+		const (
+			conns  = 20
+			events = 10 // per connection more than its socket buffers hold on both sides
+			size   = 1 << 20
+		)
+		// What the events cost the process themselves (history, queues share them): measured on
+		// a topic nobody reads.
+		s.createTopic(t, "control")
+		base := liveHeap()
+		publishDirect(t, s, "control", events, size)
+		shared := int64(liveHeap()) - int64(base)
+
+		s.createTopic(t, "stalled")
+		for i := range conns {
+			c := dialSmallBuffer(t, s)
+			c.subscribe("stalled", "stalled-"+strconv.Itoa(i), 0) // then never reads again
+		}
+		before := metric(t, s, "pubsub_limit_rejections_total", "limit", "buffer_memory")
+		base = liveHeap()
+		publishDirect(t, s, "stalled", events, size)
+		waitMetric(t, s, "a refusal per stalled connection", func(v float64) bool { return v >= before+conns },
+			"pubsub_limit_rejections_total", "limit", "buffer_memory")
+		growth := int64(liveHeap()) - int64(base)
+		const slack = 6 << 20 // each connection's allowance, scratch; a copy each would be 20 MiB
+		t.Logf("%d stalled connections, %d events of %d KiB: heap growth %.1f MiB, of which the events themselves %.1f MiB",
+			conns, events, size>>10, float64(growth)/(1<<20), float64(shared)/(1<<20))
+		if growth > shared+slack {
+			t.Fatalf("heap grew by %.1f MiB, the events themselves take %.1f MiB: want at most %d MiB more, not a copy per connection",
+				float64(growth)/(1<<20), float64(shared)/(1<<20), slack>>20)
+		}
+	})
+}

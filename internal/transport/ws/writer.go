@@ -230,7 +230,7 @@ func (c *conn) step() (stepResult, error) {
 	w.started = now
 	// The time is read again: building a large batch takes a while, and a deadline armed from
 	// the time before it may have passed already.
-	done, err := w.sock.try(w.b.buf, time.Now())
+	done, err := w.sock.try(w.b.buf, w.b.tail, time.Now())
 	if err != nil {
 		c.lostBatch()
 		return stepDone, err
@@ -310,7 +310,7 @@ func (c *conn) written(end time.Time) {
 // lostBatch accounts for a batch whose write failed: whatever it held never reached the client.
 func (c *conn) lostBatch() {
 	c.s.tel.Metrics.Dropped(telemetry.DropConnectionClosed, uint64(c.w.b.st.delivered))
-	c.w.sock.unsent = nil
+	c.w.sock.drop()
 	c.w.b.reset()
 }
 

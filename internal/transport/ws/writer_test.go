@@ -368,19 +368,19 @@ func TestWriteDeadlineMovesLazily(t *testing.T) {
 		return minTime(now.Add(10*time.Second), limit)
 	}}
 	for i := range 4 {
-		if _, err := w.try([]byte("x"), base.Add(time.Duration(i)*time.Second)); err != nil {
+		if _, err := w.try([]byte("x"), nil, base.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if sock.deadlines != 1 {
 		t.Fatalf("deadline set %d times over 4 writes within half the timeout, want once", sock.deadlines)
 	}
-	_, _ = w.try([]byte("x"), base.Add(6*time.Second))
+	_, _ = w.try([]byte("x"), nil, base.Add(6*time.Second))
 	if sock.deadlines != 2 {
 		t.Fatalf("deadline set %d times, want it moved once it lagged by more than half the timeout", sock.deadlines)
 	}
 	limit = base.Add(7 * time.Second) // shutdown: the drain deadline is nearer
-	_, _ = w.try([]byte("x"), base.Add(6*time.Second))
+	_, _ = w.try([]byte("x"), nil, base.Add(6*time.Second))
 	if sock.deadlines != 3 || !w.deadline.Equal(limit) {
 		t.Fatalf("deadline %v (set %d times), want it moved closer to %v at once", w.deadline, sock.deadlines, limit)
 	}

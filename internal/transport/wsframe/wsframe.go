@@ -152,6 +152,21 @@ func (r *Reader) Add(h Header, p []byte) (op byte, msg []byte, done bool) {
 // Pending reports whether a fragmented message is being assembled.
 func (r *Reader) Pending() bool { return r.frag }
 
+// AppendHeader appends the header of an unmasked, unfragmented frame whose payload is n bytes, for
+// a writer that sends the payload from where it already is instead of copying it after the header.
+func AppendHeader(b []byte, op byte, n int) []byte { return appendHeader(b, op, 0, n) }
+
+func appendHeader(b []byte, op, m byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, 0x80|op, m|byte(n))
+	case n <= 0xffff:
+		return append(b, 0x80|op, m|126, byte(n>>8), byte(n))
+	}
+	b = append(b, 0x80|op, m|127)
+	return binary.BigEndian.AppendUint64(b, uint64(n))
+}
+
 // AppendFrame appends payload as one final frame with opcode op, masked with mask when mask is not
 // nil (client frames are masked, server frames are not).
 func AppendFrame(b []byte, op byte, mask *[4]byte, payload []byte) []byte {
@@ -159,16 +174,7 @@ func AppendFrame(b []byte, op byte, mask *[4]byte, payload []byte) []byte {
 	if mask != nil {
 		m = 0x80
 	}
-	n := len(payload)
-	switch {
-	case n < 126:
-		b = append(b, 0x80|op, m|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|op, m|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|op, m|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
+	b = appendHeader(b, op, m, len(payload))
 	if mask == nil {
 		return append(b, payload...)
 	}
