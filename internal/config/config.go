@@ -188,13 +188,13 @@ func limitSettings() []setting {
 		{"max-topics", "PUBSUB_MAX_TOPICS", "10000", "topics the process holds; creating more is refused (0: no limit)", func(c *Config, v string) error {
 			return intIn(&l(c).MaxTopics, v, 0, 1<<30)
 		}},
-		{"max-subscriptions", "PUBSUB_MAX_SUBSCRIPTIONS", "100000", "subscriptions the process holds (0: no limit)", func(c *Config, v string) error {
+		{"max-subscriptions", "PUBSUB_MAX_SUBSCRIPTIONS", "50000", "subscriptions the process holds (0: no limit); the default keeps the worst case (README) inside 1 GiB", func(c *Config, v string) error {
 			return intIn(&l(c).MaxSubscriptions, v, 0, 1<<30)
 		}},
 		{"max-subscriptions-per-conn", "PUBSUB_MAX_SUBSCRIPTIONS_PER_CONN", "100", "subscriptions one connection may hold (0: no limit)", func(c *Config, v string) error {
 			return intIn(&l(c).MaxSubscriptionsPerConn, v, 0, 1<<30)
 		}},
-		{"max-connections", "PUBSUB_MAX_CONNECTIONS", "10000", "WebSocket connections the process accepts (0: no limit)", func(c *Config, v string) error {
+		{"max-connections", "PUBSUB_MAX_CONNECTIONS", "5000", "WebSocket connections the process accepts (0: no limit); the default keeps the worst case (README) inside 1 GiB", func(c *Config, v string) error {
 			return intIn(&l(c).MaxConnections, v, 0, 1<<30)
 		}},
 		{"max-connections-per-addr", "PUBSUB_MAX_CONNECTIONS_PER_ADDR", "1000", "WebSocket connections from one client IP address (0: no limit)", func(c *Config, v string) error {

@@ -55,8 +55,8 @@ func defaults() config.Config {
 		AllowedOrigins:  nil,
 		DeliverySpans:   16,
 		Limits: config.Limits{
-			MaxTopics: 10000, MaxSubscriptions: 100000, MaxSubscriptionsPerConn: 100,
-			MaxConnections: 10000, MaxConnectionsPerAddr: 1000, PublishRate: 10000, PublishBurst: 1000,
+			MaxTopics: 10000, MaxSubscriptions: 50000, MaxSubscriptionsPerConn: 100,
+			MaxConnections: 5000, MaxConnectionsPerAddr: 1000, PublishRate: 10000, PublishBurst: 1000,
 			HistoryMaxBytes: 1 << 20, QueueMaxBytes: 1 << 20, EventMaxBytes: 128 << 20,
 			BatchMaxBytes: 256 << 10, ReplyMaxBytes: 64 << 10, BufferMaxBytes: 64 << 20,
 			MessageTimeout: 10 * time.Second, MaxIDBytes: 256, MaxHeaderBytes: 1024,
