@@ -465,9 +465,9 @@ func checkProdAuth(t *testing.T, objs []Object, d *appsv1.Deployment) {
 func checkMemoryBound(t *testing.T, objs []Object, c corev1.Container) {
 	t.Helper()
 	const (
-		kib         = 1 << 10
-		mib         = 1 << 20
-		base        = 30 * mib // runtime, code, telemetry, an idle service
+		kib  = 1 << 10
+		mib  = 1 << 20
+		base = 30 * mib // runtime, code, telemetry, an idle service
 		// Measured: an idle connection holds 8.3 KiB (README, Performance), and a busy one
 		// its 16 KiB read and 16 KiB write allowances besides; a topic 1.25 KiB; a
 		// subscription about 300 B plus 8 B a queue slot once its queue has grown.
