@@ -143,7 +143,7 @@ func (c *conn) replyError(ctx context.Context, requestID *string, topic string, 
 	c.s.tel.Metrics.Error(code)
 	if code == wire.CodeInternal && domain.KindOf(err) == domain.KindInternal {
 		c.logf(ctx, slog.LevelError, "ws request failed", "code", code, "error", err.Error(), "topic", topic)
-	} else {
+	} else if domain.LimitOf(err) == "" { // a limit's refusal was logged where it was counted
 		// A client's error: the metric counts every one, the log keeps a sample at a bounded rate,
 		// so that a client sending bad frames in a loop cannot fill the disk.
 		c.s.tel.Refusals.Warn(ctx, "ws request refused", "conn_id", c.id, "remote", c.remote, "code", code,
