@@ -1,52 +1,22 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/pubsubd/pubsub/internal/broker/memory"
-	"github.com/pubsubd/pubsub/internal/domain"
-	"github.com/pubsubd/pubsub/internal/logbuffer"
-	"github.com/pubsubd/pubsub/internal/service"
 	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
-	"github.com/pubsubd/pubsub/telemetry"
 )
 
-// newLimitsFixture serves the router with the limits in o (API, Telemetry and WS are filled in).
+// newLimitsFixture serves the router with the limits in o.
 func newLimitsFixture(t *testing.T, o httpapi.Options) *fixture {
 	t.Helper()
-	f := &fixture{logs: &logbuffer.Buffer{}}
-	f.ready.Store(true)
-	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
-		Labels:    telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
-		LogOutput: f.logs, LogFormat: "json", LogLevel: slog.LevelDebug,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.tel = tel
-	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EventEncoder})
-	o.API = tel.Instrument(service.New(broker, service.Options{Observer: tel.Observer()}), wire.CodeOf)
-	o.Telemetry, o.Ready = tel, f.ready.Load
-	o.WS = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUpgradeRequired) })
-	srv := httptest.NewServer(httpapi.NewRouter(o))
-	f.url = srv.URL
-	t.Cleanup(func() {
-		srv.Close()
-		if t.Failed() {
-			t.Logf("server log:\n%s", f.logs.String())
-		}
-	})
-	return f
+	return newFixtureWith(t, o, nil)
 }
 
 func errorCode(t *testing.T, raw []byte) string {

@@ -49,6 +49,13 @@ type fixture struct {
 // trace recorded. wrap, when set, decorates the API the router calls.
 func newFixture(t *testing.T, wrap func(service.API) service.API) *fixture {
 	t.Helper()
+	return newFixtureWith(t, httpapi.Options{}, wrap)
+}
+
+// newFixtureWith is newFixture with the router's other options (limits, authentication) from o;
+// API, Telemetry, WS and Ready are filled in.
+func newFixtureWith(t *testing.T, o httpapi.Options, wrap func(service.API) service.API) *fixture {
+	t.Helper()
 	f := &fixture{spans: tracetest.NewSpanRecorder(), logs: &logbuffer.Buffer{}}
 	f.ready.Store(true)
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
@@ -61,13 +68,14 @@ func newFixture(t *testing.T, wrap func(service.API) service.API) *fixture {
 	}
 	f.tel = tel
 	broker := memory.New(domain.TopicConfig{HistorySize: 10, QueueSize: 10, Encoder: wire.EventEncoder})
-	var api service.API = tel.Instrument(service.New(broker, service.Options{Observer: tel.Observer()}), wire.CodeOf)
+	o.API = tel.Instrument(service.New(broker, service.Options{Observer: tel.Observer()}), wire.CodeOf)
 	if wrap != nil {
-		api = wrap(api)
+		o.API = wrap(o.API)
 	}
 	// /ws belongs to the ws package, which this one must not import; a plain handler stands in.
-	wsStandIn := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUpgradeRequired) })
-	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsStandIn, Ready: f.ready.Load}))
+	o.WS = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUpgradeRequired) })
+	o.Telemetry, o.Ready = tel, f.ready.Load
+	srv := httptest.NewServer(httpapi.NewRouter(o))
 	f.url = srv.URL
 	t.Cleanup(func() {
 		srv.Close()
