@@ -235,7 +235,7 @@ func limitSettings() []setting {
 		{"max-id-bytes", "PUBSUB_MAX_ID_BYTES", "256", "longest client_id and request_id", func(c *Config, v string) error {
 			return intIn(&l(c).MaxIDBytes, v, 16, 1<<16)
 		}},
-		{"max-header-bytes", "PUBSUB_MAX_HEADER_BYTES", "1024", "longest key and longest value in message.headers", func(c *Config, v string) error {
+		{"max-header-bytes", "PUBSUB_MAX_HEADER_BYTES", "1024", "longest value in message.headers and tracestate (keys: 128 bytes, or this if lower)", func(c *Config, v string) error {
 			return intIn(&l(c).MaxHeaderBytes, v, 64, 1<<16)
 		}},
 		{"max-body-bytes", "PUBSUB_MAX_BODY_BYTES", "64KiB", "largest REST request body", func(c *Config, v string) error {
