@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,18 +47,8 @@ func newAuthFixture(t *testing.T) *authFixture {
 		t.Fatal(err)
 	}
 	f := &authFixture{newLimitsFixture(t, httpapi.Options{Auth: authn})}
-	req, err := http.NewRequest(http.MethodPost, f.url+"/topics", strings.NewReader(`{"name":"existing"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-API-Key", adminKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("creating the fixture's topic: %s", resp.Status)
+	if status, _, raw := f.do(t, http.MethodPost, "/topics", `{"name":"existing"}`, "X-API-Key", adminKey); status != http.StatusCreated {
+		t.Fatalf("creating the fixture's topic: %d %s", status, raw)
 	}
 	return f
 }
@@ -73,26 +62,20 @@ func (f *authFixture) authFailures(t *testing.T, reason string) float64 {
 	return telemetrytest.Value(m)
 }
 
-func (f *authFixture) request(t *testing.T, method, path, body string, header http.Header) (*http.Response, map[string]any) {
+func (f *authFixture) request(t *testing.T, method, path, body string, header http.Header) (int, http.Header, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	var pairs []string
+	for k, vs := range header {
+		for _, v := range vs {
+			pairs = append(pairs, k, v)
+		}
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	status, h, raw := f.do(t, method, path, body, pairs...)
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s %s: body %q is not JSON: %v", method, path, raw, err)
 	}
-	return resp, out
+	return status, h, out
 }
 
 // TestRESTAuthentication: every REST operation without a key, with a wrong key, with a key
@@ -148,9 +131,9 @@ func TestRESTAuthentication(t *testing.T) {
 			if tt.reason != "" {
 				before = f.authFailures(t, tt.reason)
 			}
-			resp, body := f.request(t, tt.op.method, tt.op.path, tt.op.body, tt.header)
-			if resp.StatusCode != tt.status {
-				t.Fatalf("%s %s: %d %v, want %d", tt.op.method, tt.op.path, resp.StatusCode, body, tt.status)
+			status, header, body := f.request(t, tt.op.method, tt.op.path, tt.op.body, tt.header)
+			if status != tt.status {
+				t.Fatalf("%s %s: %d %v, want %d", tt.op.method, tt.op.path, status, body, tt.status)
 			}
 			if tt.reason == "" {
 				return
@@ -159,7 +142,7 @@ func TestRESTAuthentication(t *testing.T) {
 			if e["code"] != wire.CodeUnauthorized || e["message"] == "" {
 				t.Errorf("body %v, want the contract's UNAUTHORIZED error", body)
 			}
-			if resp.Header.Get("WWW-Authenticate") == "" {
+			if header.Get("WWW-Authenticate") == "" {
 				t.Error("no WWW-Authenticate header")
 			}
 			if got := f.authFailures(t, tt.reason); got != before+1 {
