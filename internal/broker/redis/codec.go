@@ -3,8 +3,8 @@ package redis
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"time"
@@ -85,8 +85,9 @@ func encodeEvent(topic domain.TopicName, msg domain.Message, now time.Time, enc 
 	b = appendString(b, string(post))
 	// The size a receiver will charge: the frame with a seq as long as the mark at most, the
 	// headers, and the payload when it is not inside the frame.
-	ev := domain.NewEvent(topic, 0, now, domain.Message{ID: msg.ID, Payload: msg.Payload, Headers: msg.Headers},
-		make([]byte, 0, len(pre)+len(seqMark)+len(post)), at >= 0)
+	p := msg.Payload[:len(msg.Payload):len(msg.Payload)] // a receiver holds exactly its bytes
+	ev := domain.NewEvent(topic, 0, now, domain.Message{ID: msg.ID, Payload: p, Headers: msg.Headers},
+		frameBuffer(len(pre), len(post)), at >= 0)
 	return encoded{body: b, size: ev.Size()}, nil
 }
 
@@ -154,7 +155,9 @@ func decodeEvent(topic domain.TopicName, seq uint64, body []byte) (*domain.Event
 	var payload []byte
 	plen := 0
 	if at < 0 {
-		payload = bytes.Clone(d.string())
+		src := d.string()
+		payload = make([]byte, len(src)) // exactly its bytes: the size the publisher charged
+		copy(payload, src)
 	} else {
 		plen = int(d.uvarint())
 	}
@@ -164,7 +167,7 @@ func decodeEvent(topic domain.TopicName, seq uint64, body []byte) (*domain.Event
 	}
 	var frame []byte
 	if len(pre)+len(post) > 0 {
-		frame = make([]byte, 0, len(pre)+20+len(post))
+		frame = frameBuffer(len(pre), len(post))
 		frame = append(frame, pre...)
 		frame = strconv.AppendUint(frame, seq, 10)
 		frame = append(frame, post...)
@@ -180,6 +183,15 @@ func decodeEvent(topic domain.TopicName, seq uint64, body []byte) (*domain.Event
 	}
 	msg.Payload = payload
 	return domain.NewEvent(topic, seq, ts, msg, frame, shared), nil
+}
+
+// frameBuffer returns an empty buffer for a frame of pre and post bytes around a seq of up to 20
+// digits. Its capacity depends on pre and post only, never on the seq: so the size the publisher
+// charges the history with (before the seq exists) is the size every receiver holds. It is rounded
+// as the allocator rounds it anyway (what append gives), which is what the memory engine's frames
+// hold too.
+func frameBuffer(pre, post int) []byte {
+	return append([]byte(nil), make([]byte, pre+len(seqMark)+post)...)[:0]
 }
 
 // notice is one channel message, parsed.
