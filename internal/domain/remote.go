@@ -147,9 +147,10 @@ type AttachSpec struct {
 	// yet; ReadTop is the shared topic's top seq at that read.
 	Read    []*Event
 	ReadTop uint64
-	// Floor: live events up to this seq are not queued for the subscription (the connection it
-	// takes the client id over from, on another replica, delivered them).
-	Floor uint64
+	// Released is the seq up to which the subscription this one takes over (on another
+	// replica) holds events: the replay then includes every event after it, so that the client
+	// id's stream goes on with nothing lost and nothing twice. 0: no such subscription.
+	Released uint64
 	// Recoverable is false when the engine knows a resume cannot be recovered whatever the
 	// window holds (another epoch, more missing than the recovery bound).
 	Recoverable bool
@@ -187,9 +188,9 @@ func (t *Topic) Attach(spec AttachSpec) (SubscribeResult, error) {
 		whole := len(tail) == int(t.seq-spec.ReadTop) // the window holds every event after the read
 		switch {
 		case whole:
-		case !spec.Resume && (spec.LastN == 0 || len(t.history.buf) == 0):
+		case !spec.Resume && spec.Released == 0 && (spec.LastN == 0 || len(t.history.buf) == 0):
 			tail = nil // no replay asked (or none kept): the live feed from the top is all it needs
-		case !spec.Resume && len(tail) >= spec.LastN && tail[len(tail)-1].Seq == t.seq && tail[0].Seq+uint64(len(tail)-1) == t.seq:
+		case !spec.Resume && spec.Released == 0 && len(tail) >= spec.LastN && tail[len(tail)-1].Seq == t.seq && tail[0].Seq+uint64(len(tail)-1) == t.seq:
 			replay = nil // the window alone holds the newest LastN
 		default:
 			return SubscribeResult{}, errSeamMoved(t.name)
@@ -205,10 +206,14 @@ func (t *Topic) Attach(spec AttachSpec) (SubscribeResult, error) {
 		} else {
 			replay = nil // never a partial catch-up
 		}
-	case spec.LastN <= 0:
-		replay = nil
-	case len(replay) > spec.LastN:
-		replay = replay[len(replay)-spec.LastN:]
+	default:
+		n := max(spec.LastN, 0)
+		if spec.Released > 0 && top > spec.Released {
+			n = max(n, int(top-spec.Released))
+		}
+		if len(replay) > n {
+			replay = replay[len(replay)-n:]
+		}
 	}
 	old := t.clients[spec.ClientID]
 	if old != nil && old.Principal != principalOf(spec.Owner) {
@@ -242,7 +247,7 @@ func (t *Topic) Attach(spec AttachSpec) (SubscribeResult, error) {
 	res.Replayed = len(replay)
 	if renew {
 		old.rearm(replay)
-		old.floor = max(old.floor, top, spec.Floor)
+		old.floor = max(old.floor, top)
 		res.Sub, res.Renewed = old, true
 		return res, nil
 	}
@@ -256,7 +261,7 @@ func (t *Topic) Attach(spec AttachSpec) (SubscribeResult, error) {
 	s := newSubscription(t.name, spec.ClientID, spec.Owner, t.cfg.QueueSize, t.cfg.Policy)
 	s.setByteLimit(t.cfg.QueueBytes)
 	s.replay = replay
-	s.floor = max(top, spec.Floor)
+	s.floor = top
 	t.addLocked(s)
 	res.Sub = s
 	return res, nil

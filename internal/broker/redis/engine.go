@@ -153,6 +153,7 @@ type Engine struct {
 	}
 	replicas atomic.Int64 // fresh replicas at the last heartbeat
 	pending  pendingTakeovers
+	changed  chan struct{} // a local count changed: heartbeat soon, so other replicas see it
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -174,7 +175,7 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 	e := &Engine{cfg: cfg, opts: opts, keys: keys{prefix: opts.Prefix}, client: client,
 		mirrors: domain.NewMirrors(cfg), obs: opts.Observer,
 		log:    opts.Logger.With("replica", opts.Replica),
-		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{})}
+		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1)}
 	e.feed = newFeed(e)
 	if err := e.feed.start(ctx); err != nil {
 		client.Close()
@@ -339,20 +340,16 @@ func (e *Engine) now() time.Time {
 }
 
 // room reports whether an event of size bytes fits the event budget now, letting the topic's
-// local window give back first.
+// local window give back first. A replica that does not follow the topic will not hold the event
+// at all: its budget has no say (each receiving replica charges its own, and announces a gap
+// when it cannot).
 func (e *Engine) room(st *topicState, size int64) bool {
-	if e.cfg.Events == nil {
+	if e.cfg.Events == nil || st == nil {
 		return true
 	}
-	if st != nil {
-		if t := st.localTopic(); t != nil {
-			return t.MakeRoom(size)
-		}
+	if t := st.localTopic(); t != nil {
+		return t.MakeRoom(size)
 	}
-	if !e.cfg.Events.TryTake(size) {
-		return false
-	}
-	e.cfg.Events.Release(size)
 	return true
 }
 
@@ -366,15 +363,15 @@ func (e *Engine) Subscribe(ctx context.Context, name domain.TopicName, spec doma
 		return domain.SubscribeResult{}, err
 	}
 	defer e.leave(st)
-	floor, err := e.takeover(ctx, name, spec)
+	released, err := e.takeover(ctx, name, spec)
 	if err != nil {
 		return domain.SubscribeResult{}, err
 	}
-	r, err := e.read(ctx, name, spec)
+	r, err := e.read(ctx, name, spec, released)
 	if err != nil {
 		return domain.SubscribeResult{}, err
 	}
-	aspec := domain.AttachSpec{SubscribeSpec: spec, Read: r.events, ReadTop: r.top, Floor: floor,
+	aspec := domain.AttachSpec{SubscribeSpec: spec, Read: r.events, ReadTop: r.top, Released: released,
 		Recoverable: spec.Resume && spec.Epoch == r.epoch && r.top >= spec.SinceSeq && r.top-spec.SinceSeq <= uint64(e.recoveryMax())}
 	var res domain.SubscribeResult
 	err = st.run(ctx, func() error {
@@ -391,6 +388,9 @@ func (e *Engine) Subscribe(ctx context.Context, name domain.TopicName, spec doma
 		res.Epoch = st.epoch
 		return err
 	})
+	if err == nil {
+		e.countsChanged()
+	}
 	return res, err
 }
 
@@ -409,15 +409,35 @@ type readResult struct {
 }
 
 // read runs the read script for spec: the newest LastN, or with Resume the events after SinceSeq
-// up to the recovery bound (one more, to tell a recovery that is too large).
-func (e *Engine) read(ctx context.Context, name domain.TopicName, spec domain.SubscribeSpec) (readResult, error) {
-	switch {
-	case spec.Resume:
+// up to the recovery bound (one more, to tell a recovery that is too large). A takeover from
+// another replica (released > 0) also reads the events after the released seq, which the new
+// subscription must replay.
+func (e *Engine) read(ctx context.Context, name domain.TopicName, spec domain.SubscribeSpec, released uint64) (readResult, error) {
+	if spec.Resume {
 		return e.readRange(ctx, name, spec.SinceSeq, 0, e.recoveryMax()+1)
-	default:
-		n := min(max(spec.LastN, 0), e.cfg.HistorySize)
-		return e.readLast(ctx, name, n)
 	}
+	r, err := e.readLast(ctx, name, min(max(spec.LastN, 0), e.cfg.HistorySize))
+	if err != nil || released == 0 {
+		return r, err
+	}
+	rr, err := e.readRange(ctx, name, released, 0, max(e.cfg.HistorySize, 1))
+	if err != nil {
+		return r, err
+	}
+	// Both reads end at a top at or above released: their union is consecutive up to rr's top.
+	if len(rr.events) == 0 {
+		rr.events = r.events
+	} else if len(r.events) > 0 && r.events[0].Seq < rr.events[0].Seq {
+		keep := r.events
+		for i, ev := range keep {
+			if ev.Seq >= rr.events[0].Seq {
+				keep = keep[:i]
+				break
+			}
+		}
+		rr.events = append(keep, rr.events...)
+	}
+	return rr, nil
 }
 
 func (e *Engine) readLast(ctx context.Context, name domain.TopicName, n int) (readResult, error) {
@@ -493,6 +513,7 @@ func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientI
 			if err == nil && ok {
 				e.release(ctx, name, clientID)
 				st.poke()
+				e.countsChanged()
 				return nil
 			}
 			if err != nil && domain.KindOf(err) != domain.KindNotFound {
@@ -522,6 +543,7 @@ func (e *Engine) Detach(sub *domain.Subscription) {
 		if t := st.localTopic(); t != nil {
 			t.Detach(sub)
 			st.poke()
+			e.countsChanged()
 		}
 	}
 }
@@ -686,7 +708,23 @@ func (e *Engine) heartbeatLoop() {
 		case <-e.stop:
 			return
 		case <-t.C:
+		case <-e.changed:
+			// Counts changed: write them now, but at most one extra heartbeat per 50 ms, so a
+			// burst of subscribes costs Redis one write.
+			select {
+			case <-e.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
+	}
+}
+
+// countsChanged asks the heartbeat to write this replica's counts soon.
+func (e *Engine) countsChanged() {
+	select {
+	case e.changed <- struct{}{}:
+	default:
 	}
 }
 

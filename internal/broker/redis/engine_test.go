@@ -1,0 +1,273 @@
+package redis_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubsubd/pubsub/internal/broker/brokertest"
+	"github.com/pubsubd/pubsub/internal/broker/redis"
+	"github.com/pubsubd/pubsub/internal/domain"
+)
+
+type redisNop = redis.NopObserver
+
+func testConfig(history, queue int) domain.TopicConfig {
+	return domain.TopicConfig{HistorySize: history, QueueSize: queue, Encoder: func(e *domain.Event) ([]byte, int) {
+		return fmt.Appendf(nil, `{"topic":%q,"seq":%d}`, e.Topic, e.Seq), -1
+	}}
+}
+
+func msg(n uint64) domain.Message {
+	var id [16]byte
+	id[0] = 1
+	binary.BigEndian.PutUint64(id[8:], n)
+	return domain.Message{ID: id, Payload: fmt.Appendf(nil, `{"n":%d}`, n)}
+}
+
+// subscribe subscribes clientID on e, releases the subscription and follows it.
+func subscribe(t *testing.T, e *redis.Engine, topic domain.TopicName, clientID string, lastN int) (*follower, domain.SubscribeResult) {
+	t.Helper()
+	w := brokertest.NewWaker()
+	res, err := e.Subscribe(t.Context(), topic, domain.SubscribeSpec{ClientID: clientID, Owner: w, LastN: lastN})
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", clientID, err)
+	}
+	res.Sub.Release()
+	after := res.Seq
+	if res.Replayed > 0 {
+		after = res.Seq - uint64(res.Replayed)
+	}
+	return follow(clientID, res.Sub, w, after), res
+}
+
+// publisher publishes to topic on e until stopped, and returns the last seq acknowledged.
+func publisher(t *testing.T, e *redis.Engine, topic domain.TopicName, stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		var last uint64
+		defer func() { out <- last }()
+		for n := uint64(0); ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ev, _, err := e.Publish(context.Background(), topic, msg(n))
+			if err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			last = ev.Seq
+		}
+	}()
+	return out
+}
+
+// The seam: subscribers join on one replica while publishers on two others keep publishing; each
+// gets every event after its subscribe's seq exactly once, in order, with no gap.
+func TestSeamWhilePublishing(t *testing.T) {
+	p := newPrefix()
+	cfg := testConfig(50, 100000)
+	a, b, c := newEngine(t, cfg, options(p, "a")), newEngine(t, cfg, options(p, "b")), newEngine(t, cfg, options(p, "c"))
+	if err := b.CreateTopic(t.Context(), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	p1, p2 := publisher(t, b, "orders", stop), publisher(t, c, "orders", stop)
+	var fs []*follower
+	for i := range 20 {
+		f, _ := subscribe(t, a, "orders", fmt.Sprint("s", i), i%3*5) // last_n 0, 5, 10
+		fs = append(fs, f)
+	}
+	close(stop)
+	top := max(<-p1, <-p2)
+	for _, f := range fs {
+		f.waitFor(t, top)
+		seqs, gaps := f.check(t)
+		if len(gaps) > 0 {
+			t.Errorf("%s: gaps %v announced with nothing lost", f.name, gaps)
+		}
+		if len(seqs) == 0 || seqs[len(seqs)-1] != top {
+			t.Errorf("%s: ends at %v, want %d", f.name, seqs[max(len(seqs)-1, 0):], top)
+		}
+	}
+}
+
+// A worker whose inbox overflows repairs from the history: the subscriber sees every event.
+func TestOverflowRepairs(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	oa := options(p, "a")
+	oa.InboxSize, oa.Observer = 1, obs
+	a, b := newEngine(t, testConfig(100000, 100000), oa), newEngine(t, testConfig(100000, 100000), options(p, "b"))
+	if err := b.CreateTopic(t.Context(), "burst"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "burst", "s", 0)
+	var wg sync.WaitGroup
+	const perPub = 300
+	for range 4 {
+		wg.Go(func() {
+			for n := range perPub {
+				if _, _, err := b.Publish(context.Background(), "burst", msg(uint64(n))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	f.waitFor(t, 4*perPub)
+	seqs, gaps := f.check(t)
+	if len(gaps) > 0 || len(seqs) != 4*perPub {
+		t.Fatalf("got %d events and gaps %v, want all %d repaired", len(seqs), gaps, 4*perPub)
+	}
+	t.Logf("overflows %d, repairs ok %d", obs.overflows.Load(), obs.repairsOK.Load())
+}
+
+// When the history no longer holds what a worker missed, the subscriber is told: a gap notice
+// right where the events are missing, never a silent skip.
+func TestUnrepairableAnnouncesGap(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	oa := options(p, "a")
+	oa.InboxSize, oa.Observer = 1, obs
+	a, b := newEngine(t, testConfig(2, 100000), oa), newEngine(t, testConfig(2, 100000), options(p, "b"))
+	if err := b.CreateTopic(t.Context(), "lossy"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "lossy", "s", 0)
+	var wg sync.WaitGroup
+	const perPub = 300
+	for range 4 {
+		wg.Go(func() {
+			for n := range perPub {
+				if _, _, err := b.Publish(context.Background(), "lossy", msg(uint64(n))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	f.waitFor(t, 4*perPub)
+	seqs, gaps := f.check(t) // the checker fails the test on any unannounced hole
+	t.Logf("%d events, %d gaps announced (observer: %d), %d overflows", len(seqs), len(gaps), obs.gaps.Load(), obs.overflows.Load())
+}
+
+// A message the live rule cannot explain (a seq already delivered, outside a seam or a repair)
+// is counted and skipped; the subscriber's stream is untouched.
+func TestAnomalyCounted(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	oa := options(p, "a")
+	oa.Observer = obs
+	a := newEngine(t, testConfig(10, 100), oa)
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, res := subscribe(t, a, "t", "s", 0)
+	for n := range 3 {
+		if _, _, err := a.Publish(t.Context(), "t", msg(uint64(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.waitFor(t, 3)
+	a.Offer("t", "m"+res.Epoch+":2:junk")
+	if _, _, err := a.Publish(t.Context(), "t", msg(4)); err != nil { // after the anomaly, in order
+		t.Fatal(err)
+	}
+	f.waitFor(t, 4)
+	if seqs, _ := f.check(t); len(seqs) != 4 {
+		t.Fatalf("seqs %v, want 1..4", seqs)
+	}
+	if obs.anomalies.Load() != 1 {
+		t.Fatalf("anomalies = %d, want 1", obs.anomalies.Load())
+	}
+}
+
+// Delete on one replica: a subscriber on another gets every event, then topic_deleted.
+func TestDeleteAcrossReplicas(t *testing.T) {
+	p := newPrefix()
+	a, b := newEngine(t, testConfig(10, 1000), options(p, "a")), newEngine(t, testConfig(10, 1000), options(p, "b"))
+	if err := b.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "s", 0)
+	for n := range 50 {
+		if _, _, err := b.Publish(t.Context(), "t", msg(uint64(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.DeleteTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if end := f.waitEnd(t); end != domain.TopicDeleted {
+		t.Fatalf("end %v, want TopicDeleted", end)
+	}
+	if seqs, _ := f.check(t); len(seqs) != 50 {
+		t.Fatalf("got %d events before topic_deleted, want 50", len(seqs))
+	}
+	if _, _, err := a.Publish(t.Context(), "t", msg(1)); domain.KindOf(err) != domain.KindNotFound {
+		t.Fatalf("publish after delete: %v, want KindNotFound", err)
+	}
+}
+
+// A client id taken over from another replica: the old subscription ends with Replaced after the
+// events it had, the new one starts after them; together, every event once.
+func TestTakeoverAcrossReplicas(t *testing.T) {
+	p := newPrefix()
+	cfg := testConfig(10, 100000)
+	a, b, c := newEngine(t, cfg, options(p, "a")), newEngine(t, cfg, options(p, "b")), newEngine(t, cfg, options(p, "c"))
+	if err := b.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := subscribe(t, a, "t", "client", 0)
+	stop := make(chan struct{})
+	pub := publisher(t, b, "t", stop)
+	old.waitFor(t, 20)
+	neu, _ := subscribe(t, c, "t", "client", 0)
+	if end := old.waitEnd(t); end != domain.Replaced {
+		t.Fatalf("old subscription ended with %v, want Replaced", end)
+	}
+	close(stop)
+	top := <-pub
+	neu.waitFor(t, top)
+	s1, _ := old.check(t)
+	s2, _ := neu.check(t)
+	if len(s1) == 0 || len(s2) == 0 || s2[0] != s1[len(s1)-1]+1 {
+		t.Fatalf("old ends at %v, new starts at %v: want the new one right after the old", s1[max(len(s1)-1, 0):], s2[:min(1, len(s2))])
+	}
+}
+
+// Other replicas see this replica's subscribers at its next heartbeat.
+func TestStatsAcrossReplicas(t *testing.T) {
+	p := newPrefix()
+	a, b := newEngine(t, testConfig(10, 100), options(p, "a")), newEngine(t, testConfig(10, 100), options(p, "b"))
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "s", 0)
+	defer f.check(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, subs, err := b.Counts(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subs == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica b counts %d subscriptions, want a's 1", subs)
+		}
+		waitTick()
+	}
+	if b.Replicas() < 2 {
+		t.Fatalf("replicas seen = %d, want 2", b.Replicas())
+	}
+}
