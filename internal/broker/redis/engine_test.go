@@ -271,3 +271,56 @@ func TestStatsAcrossReplicas(t *testing.T) {
 		t.Fatalf("replicas seen = %d, want 2", b.Replicas())
 	}
 }
+
+// Resume over Redis, by the memory engine's rule: the same epoch and every event after since_seq
+// still in the history -> exactly those events and recovered; anything else -> no replay at all.
+func TestResume(t *testing.T) {
+	p := newPrefix()
+	cfg := testConfig(5, 100)
+	a, b := newEngine(t, cfg, options(p, "a")), newEngine(t, cfg, options(p, "b"))
+	if err := b.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	for n := range 8 {
+		if _, _, err := b.Publish(t.Context(), "t", msg(uint64(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe, res := subscribe(t, a, "t", "probe", 0)
+	probe.check(t)
+	epoch := res.Epoch
+	if len(epoch) < 16 || res.Seq != 8 {
+		t.Fatalf("subscribe result epoch %q seq %d, want a random epoch and seq 8", epoch, res.Seq)
+	}
+	tests := []struct {
+		name      string
+		since     uint64
+		epoch     string
+		recovered bool
+		replay    int
+	}{
+		{"missing events still in history", 5, epoch, true, 3},
+		{"nothing missing", 8, epoch, true, 0},
+		{"trimmed from history", 2, epoch, false, 0},
+		{"another epoch", 5, "0123456789abcdef", false, 0},
+		{"ahead of the topic", 9, epoch, false, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := brokertest.NewWaker()
+			res, err := b.Subscribe(t.Context(), "t", domain.SubscribeSpec{ClientID: fmt.Sprint("r", i), Owner: w,
+				Resume: true, SinceSeq: tt.since, Epoch: tt.epoch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Sub.Release()
+			d := brokertest.DrainAll(res.Sub)
+			if !res.Resumed || res.Recovered != tt.recovered || d.Replayed != tt.replay || res.Epoch != epoch || res.Seq != 8 {
+				t.Fatalf("result %+v, replayed %d (%v); want recovered %v with %d", res, d.Replayed, d.Seqs(), tt.recovered, tt.replay)
+			}
+			if tt.replay > 0 && d.Seqs()[0] != tt.since+1 {
+				t.Fatalf("replay %v, want from %d", d.Seqs(), tt.since+1)
+			}
+		})
+	}
+}
