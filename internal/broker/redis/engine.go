@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -182,7 +183,10 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 		return nil, err
 	}
 	e.wg.Add(1)
-	go e.heartbeatLoop()
+	go func() {
+		defer e.wg.Done()
+		e.survive("heartbeat", e.heartbeatLoop)
+	}()
 	e.obs.Up(true)
 	return e, nil
 }
@@ -206,6 +210,32 @@ func (e *Engine) Close() error {
 		e.client.Close()
 	})
 	return nil
+}
+
+// survive runs f until it returns without panicking. A panic is logged with its stack and counted
+// as an anomaly, and f starts again after a pause (unless the engine stops): one bad message never
+// stops a topic's worker, the heartbeat or the probe, and never the process. The state f works on
+// stays as it was; a message lost to the panic is repaired like any other missed message.
+func (e *Engine) survive(what string, f func()) {
+	for !e.protect(what, f) {
+		select {
+		case <-e.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (e *Engine) protect(what string, f func()) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.log.Error("backplane panic recovered", "where", what, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			e.obs.Anomaly()
+			ok = false
+		}
+	}()
+	f()
+	return true
 }
 
 // call runs one Redis call with the timeout and the observer's span and latency.
@@ -699,7 +729,6 @@ func (e *Engine) clusterSubscribers(ctx context.Context) (map[domain.TopicName]i
 // heartbeatLoop writes this replica's subscriber counts with a TTL and its heartbeat, so the
 // cluster's sums forget a replica that crashed within three intervals.
 func (e *Engine) heartbeatLoop() {
-	defer e.wg.Done()
 	t := time.NewTicker(e.opts.Heartbeat)
 	defer t.Stop()
 	for {

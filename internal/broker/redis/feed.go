@@ -71,7 +71,10 @@ func (f *feed) start(ctx context.Context) error {
 	}
 	f.e.wg.Add(2)
 	go f.run(conn, cancel, lost)
-	go f.prober()
+	go func() {
+		defer f.e.wg.Done()
+		f.e.survive("probe", f.prober)
+	}()
 	return nil
 }
 
@@ -265,7 +268,6 @@ func (f *feed) redial() (rueidis.DedicatedClient, func(), <-chan error, bool) {
 // prober checks an idle connection: no message for ProbeIdle, then a probe on the node channel
 // whose echo must come within the timeout, or the connection is replaced.
 func (f *feed) prober() {
-	defer f.e.wg.Done()
 	t := time.NewTicker(max(f.e.opts.ProbeIdle/4, 10*time.Millisecond))
 	defer t.Stop()
 	for {

@@ -86,7 +86,11 @@ func (e *Engine) join(ctx context.Context, name domain.TopicName) (*topicState, 
 		e.topics[name] = st
 		e.feed.add(st.channel)
 		e.wg.Add(1)
-		go st.loop()
+		go func() {
+			defer e.wg.Done()
+			defer close(st.done)
+			e.survive("topic worker", st.loop)
+		}()
 	}
 	st.joining++
 	e.mu.Unlock()
@@ -149,8 +153,6 @@ func (st *topicState) offer(msg []byte) {
 
 // loop is the worker.
 func (st *topicState) loop() {
-	defer st.e.wg.Done()
-	defer close(st.done)
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	armed := false
