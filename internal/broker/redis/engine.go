@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -791,12 +790,3 @@ func (e *Engine) heartbeat() {
 
 // Replicas returns how many replicas had a fresh heartbeat at the last look.
 func (e *Engine) Replicas() int { return int(e.replicas.Load()) }
-
-// redactedURL is the URL without its password, for logs.
-func redactedURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return ""
-	}
-	return u.Redacted()
-}
