@@ -400,7 +400,23 @@ func (e *Engine) Subscribe(ctx context.Context, name domain.TopicName, spec doma
 	if err != nil {
 		return domain.SubscribeResult{}, err
 	}
-	aspec := domain.AttachSpec{SubscribeSpec: spec, Read: r.events, ReadTop: r.top, Released: released,
+	var lead *domain.Event
+	if released > 0 && !spec.Resume && released < r.top {
+		// The old subscription ended at released; the history must still hold what followed, or
+		// the client is told what it will not get.
+		first := r.top + 1
+		for _, ev := range r.events {
+			if ev.Seq > released {
+				first = ev.Seq
+				break
+			}
+		}
+		if first > released+1 {
+			lead = gapNotice(name, released+1, first-1)
+			e.obs.GapAnnounced()
+		}
+	}
+	aspec := domain.AttachSpec{SubscribeSpec: spec, Read: r.events, ReadTop: r.top, Released: released, Lead: lead,
 		Recoverable: spec.Resume && spec.Epoch == r.epoch && r.top >= spec.SinceSeq && r.top-spec.SinceSeq <= uint64(e.recoveryMax())}
 	var res domain.SubscribeResult
 	err = st.run(ctx, func() error {

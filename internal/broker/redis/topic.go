@@ -480,22 +480,27 @@ func (st *topicState) catchUp() bool {
 
 // gap tells every local subscriber that events from..to will not be delivered.
 func (st *topicState) gap(from, to uint64) {
-	now := time.Now()
-	b := make([]byte, 0, 96+len(st.name))
-	b = append(b, `{"type":"info","topic":"`...)
-	b = append(b, st.name...)
-	b = append(b, `","msg":"gap","from_seq":`...)
-	b = strconv.AppendUint(b, from, 10)
-	b = append(b, `,"to_seq":`...)
-	b = strconv.AppendUint(b, to, 10)
-	b = appendTS(b, now)
-	st.local.Announce(domain.NewNotice(st.name, now, b), to)
+	st.local.Announce(gapNotice(st.name, from, to), to)
 	st.e.obs.GapAnnounced()
 	st.e.log.Warn("backplane gap announced", "topic", string(st.name), "from_seq", from, "to_seq", to)
 	for s := from; s <= to && s-from < recentDeliveries; s++ {
 		st.record(delivery{seq: s})
 	}
 	st.record(delivery{seq: to})
+}
+
+// gapNotice is the info frame that tells a subscriber events from..to of topic will not come.
+func gapNotice(topic domain.TopicName, from, to uint64) *domain.Event {
+	now := time.Now()
+	b := make([]byte, 0, 96+len(topic))
+	b = append(b, `{"type":"info","topic":"`...)
+	b = append(b, topic...)
+	b = append(b, `","msg":"gap","from_seq":`...)
+	b = strconv.AppendUint(b, from, 10)
+	b = append(b, `,"to_seq":`...)
+	b = strconv.AppendUint(b, to, 10)
+	b = appendTS(b, now)
+	return domain.NewNotice(topic, now, b)
 }
 
 // discontinuity tells every local subscriber that the stream it followed ended and the topic goes
