@@ -131,8 +131,8 @@ func clientOption(o Options) (rueidis.ClientOption, error) {
 // Goroutines: the pub/sub feed (one, owning the dedicated connection and its reconnects), the
 // heartbeat (one), and one worker per topic with local subscribers, which alone delivers that
 // topic's events to the local queues (so they reach them in seq order). The pub/sub callback only
-// hands messages to the workers' bounded inboxes. mu guards topics; each topic's state says what
-// its worker owns.
+// hands messages to the workers' bounded inboxes. mu guards topics (no I/O is done under it) and
+// the writes of index; each topic's state says what its worker owns.
 type Engine struct {
 	cfg     domain.TopicConfig
 	opts    Options
@@ -145,6 +145,9 @@ type Engine struct {
 
 	mu     sync.Mutex
 	topics map[domain.TopicName]*topicState
+	// index is topics for readers that must never wait: the pub/sub callback, which must not
+	// block behind a subscribe holding mu, and publishers. Written under mu with topics.
+	index sync.Map // domain.TopicName -> *topicState
 
 	ready struct {
 		sync.Mutex

@@ -334,10 +334,7 @@ func (f *feed) onProbe(msg string) {
 // probe or the takeover protocol. It never blocks.
 func (e *Engine) dispatch(channel, msg string) {
 	if name, ok := e.keys.topicOf(channel); ok {
-		e.mu.Lock()
-		st := e.topics[name]
-		e.mu.Unlock()
-		if st != nil {
+		if st := e.lookup(name); st != nil {
 			st.offer([]byte(msg))
 		}
 		return
