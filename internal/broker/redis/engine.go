@@ -552,8 +552,9 @@ func (e *Engine) readScript(ctx context.Context, name domain.TopicName, mode, a,
 	return r, nil
 }
 
-// Unsubscribe ends clientID's local subscription for by. With none here, the topic must still
-// exist (KindNotFound otherwise); unsubscribing twice is not an error.
+// Unsubscribe ends clientID's subscription for by: here, or on the replica that holds it (see
+// unsubscribeElsewhere). The topic must exist (KindNotFound otherwise); unsubscribing twice is not
+// an error.
 func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientID string, by domain.Waker) error {
 	if st := e.lookup(name); st != nil {
 		if t := st.localTopic(); t != nil {
@@ -569,19 +570,7 @@ func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientI
 			}
 		}
 	}
-	var n int64
-	err := e.call(ctx, "exists", func(ctx context.Context) error {
-		var err error
-		n, err = e.client.Do(ctx, e.client.B().Exists().Key(e.keys.meta(name)).Build()).AsInt64()
-		return err
-	})
-	if err != nil {
-		return errorOf(err, name, e.cfg)
-	}
-	if n == 0 {
-		return domain.Errorf(domain.KindNotFound, "topic %q does not exist", string(name))
-	}
-	return nil
+	return e.unsubscribeElsewhere(ctx, name, clientID, by)
 }
 
 // Detach drops sub locally if its topic still has it; the topic's worker unsubscribes from the

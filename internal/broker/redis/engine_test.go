@@ -333,3 +333,27 @@ func TestResume(t *testing.T) {
 		})
 	}
 }
+
+// A client id unsubscribed through another replica (same principal): the replica that holds the
+// subscription ends it with UnsubscribedElsewhere, as a second connection on one replica would.
+func TestUnsubscribeAcrossReplicas(t *testing.T) {
+	p := newPrefix()
+	a, b := newEngine(t, testConfig(10, 100), options(p, "a")), newEngine(t, testConfig(10, 100), options(p, "b"))
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "client\nwith a newline", 0)
+	if err := b.Unsubscribe(t.Context(), "t", "client\nwith a newline", nil); err != nil {
+		t.Fatal(err)
+	}
+	if end := f.waitEnd(t); end != domain.UnsubscribedElsewhere {
+		t.Fatalf("end %v, want UnsubscribedElsewhere", end)
+	}
+	f.check(t)
+	if err := b.Unsubscribe(t.Context(), "t", "client", nil); err != nil {
+		t.Fatalf("unsubscribing twice: %v", err)
+	}
+	if err := b.Unsubscribe(t.Context(), "missing", "client", nil); domain.KindOf(err) != domain.KindNotFound {
+		t.Fatalf("unsubscribe on a missing topic: %v", err)
+	}
+}
