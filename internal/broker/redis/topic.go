@@ -331,7 +331,12 @@ func (st *topicState) onEvent(n notice) {
 	case n.seq == d+1:
 		st.deliverBody(n.seq, n.body)
 	case n.seq > d+1:
-		st.fill(d, n.seq-1)
+		if !st.fill(d, n.seq-1) {
+			// Redis did not answer: the event is in the history with the ones before it, and
+			// the top is read again shortly (resync), rather than a gap announced for a blip.
+			st.resync.Store(true)
+			return
+		}
 		if !st.gone && st.local.Delivered() == n.seq-1 {
 			st.deliverBody(n.seq, n.body)
 		}
@@ -409,10 +414,11 @@ func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout tim
 }
 
 // fill delivers the events after `from` up to `to` from the history, and announces as a gap
-// whatever it no longer holds.
-func (st *topicState) fill(from, to uint64) {
+// whatever it no longer holds. It reports false, having delivered nothing, when Redis could not
+// be read: the caller decides whether to try again or give up.
+func (st *topicState) fill(from, to uint64) bool {
 	if to <= from {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.e.opts.Timeout)
 	defer cancel()
@@ -420,17 +426,16 @@ func (st *topicState) fill(from, to uint64) {
 	switch {
 	case domain.KindOf(err) == domain.KindNotFound:
 		st.closeDeleted()
-		return
+		return true
 	case err != nil:
-		st.e.obs.Repaired(false)
-		st.e.log.Warn("backplane repair failed", "topic", string(st.name), "from_seq", from+1, "to_seq", to, "error", err)
-		st.gap(from+1, to)
-		return
+		st.e.log.Warn("backplane repair postponed: redis did not answer", "topic", string(st.name), "from_seq", from+1, "to_seq", to, "error", err)
+		return false
 	case r.epoch != st.epoch:
 		st.discontinuity(r.epoch, r.top)
-		return
+		return true
 	}
 	st.apply(from, to, r.events)
+	return true
 }
 
 // apply delivers events (oldest first) as the range (from, to], announcing every hole.
@@ -543,8 +548,9 @@ func (st *topicState) onDeleted(n notice) {
 	if n.epoch != st.epoch {
 		return // a delete of a stream this replica no longer follows
 	}
-	if d := st.local.Delivered(); n.seq > d {
-		st.fill(d, n.seq)
+	if d := st.local.Delivered(); n.seq > d && !st.fill(d, n.seq) {
+		st.e.obs.Repaired(false)
+		st.gap(d+1, n.seq) // the topic is gone: there is no later to try again
 	}
 	st.closeDeleted()
 }
