@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubsubd/pubsub/internal/broker/redis/redistest"
 	"github.com/pubsubd/pubsub/internal/domain"
 )
 
@@ -219,4 +220,25 @@ func TestRedisRestartRepairs(t *testing.T) {
 	if obs.reconnects.Load() == 0 {
 		t.Fatal("no reconnect counted")
 	}
+}
+
+// Sentinel mode: the engine asks the Sentinel for the master and works through it.
+func TestSentinel(t *testing.T) {
+	s, err := redistest.StartSentinel(t.TempDir(), "mymaster", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	o := options(newPrefix(), "sentinel")
+	o.URL, o.SentinelMaster, o.SentinelAddrs = "", "mymaster", []string{s.Addr()}
+	e := newEngine(t, testConfig(10, 100), o)
+	if err := e.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, e, "t", "s", 0)
+	if ev, _, err := e.Publish(t.Context(), "t", msg(1)); err != nil || ev.Seq != 1 {
+		t.Fatalf("publish through Sentinel: %v, %v", ev, err)
+	}
+	f.waitFor(t, 1)
+	f.check(t)
 }
