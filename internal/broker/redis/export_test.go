@@ -45,3 +45,13 @@ func (e *Engine) Offer(name domain.TopicName, raw string) bool {
 	st.offer([]byte(raw))
 	return true
 }
+
+// MuteNodeChannel unsubscribes the pub/sub connection from this replica's own channel behind the
+// feed's back: the connection stays up and looks healthy, but the probe's echo never comes, as
+// with a connection left on an old master after a failover.
+func (e *Engine) MuteNodeChannel(ctx context.Context) error {
+	e.feed.mu.Lock()
+	conn := e.feed.conn
+	e.feed.mu.Unlock()
+	return conn.Do(ctx, conn.B().Unsubscribe().Channel(e.feed.nodeChannel()).Build()).Error()
+}

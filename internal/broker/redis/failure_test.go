@@ -242,3 +242,32 @@ func TestSentinel(t *testing.T) {
 	f.waitFor(t, 1)
 	f.check(t)
 }
+
+// A pub/sub connection that stays up but receives nothing is found by the idle probe and
+// replaced; the subscriber goes on receiving.
+func TestProbeReplacesSilentConnection(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	o := options(p, "a")
+	o.Observer, o.ProbeIdle, o.Timeout = obs, 200*time.Millisecond, 300*time.Millisecond
+	a := newEngine(t, testConfig(10, 100), o)
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "s", 0)
+	if err := a.MuteNodeChannel(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for obs.probes.Load() == 0 || obs.reconnects.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("probe restarts %d, reconnects %d: want the silent connection replaced", obs.probes.Load(), obs.reconnects.Load())
+		}
+		waitTick()
+	}
+	if _, _, err := a.Publish(t.Context(), "t", msg(1)); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor(t, 1)
+	f.check(t)
+}
