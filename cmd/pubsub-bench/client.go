@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -310,6 +311,44 @@ func (c *restClient) createTopic(ctx context.Context, name string) error {
 
 func (c *restClient) deleteTopic(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/topics/"+url.PathEscape(name), nil, http.StatusOK, nil)
+}
+
+// topicPage is the body of GET /topics: the contract's list, and the
+// paging extension's cursor when more follow.
+type topicPage struct {
+	Topics []struct {
+		Name string `json:"name"`
+	} `json:"topics"`
+	Next string `json:"next"`
+}
+
+// listTopics returns the names this server lists that start with prefix.
+// It asks for the page after prefix (names are sorted), so a server
+// holding many other topics is not read whole; one that ignores the
+// paging parameters answers with every topic, which is filtered here.
+func (c *restClient) listTopics(ctx context.Context, prefix string) ([]string, error) {
+	var names []string
+	after := prefix
+	for {
+		var p topicPage
+		q := url.Values{"after": {after}, "limit": {"1000"}}
+		if err := c.do(ctx, http.MethodGet, "/topics?"+q.Encode(), nil, http.StatusOK, &p); err != nil {
+			return nil, err
+		}
+		past := false
+		for _, t := range p.Topics {
+			if strings.HasPrefix(t.Name, prefix) {
+				names = append(names, t.Name)
+			} else if t.Name > prefix {
+				past = true
+			}
+		}
+		// A cursor that does not move on would loop for ever.
+		if past || p.Next == "" || p.Next <= after || len(p.Topics) == 0 {
+			return names, nil
+		}
+		after = p.Next
+	}
 }
 
 // health is the body of GET /health.
