@@ -162,9 +162,19 @@ func (b *bench) awaitTopics(ctx context.Context) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for i, rc := range b.rests[1:] {
+		var why error // the last answer's shortfall, kept for the error
 		for {
 			names, err := rc.listTopics(ctx, b.topicPrefix())
-			if err == nil && len(names) >= len(b.topics) && b.listsAll(names) {
+			switch {
+			case err == nil && b.listsAll(names):
+				why = nil
+			case err == nil:
+				why = fmt.Errorf("it lists %d of the %d topics created through %s", len(names), len(b.topics), b.cfg.servers[0].rest)
+			case ctx.Err() == nil || why == nil:
+				// A request cut by the deadline says less than the answer before it.
+				why = err
+			}
+			if why == nil {
 				break
 			}
 			select {
@@ -172,11 +182,8 @@ func (b *bench) awaitTopics(ctx context.Context) error {
 				continue
 			case <-ctx.Done():
 			}
-			if err == nil {
-				err = fmt.Errorf("it lists %d of the %d topics created through %s", len(names), len(b.topics), b.cfg.servers[0].rest)
-			}
 			return fmt.Errorf("server %d (%s) did not list the run's topics within -topic-wait %s (do the servers share one backplane?): %w",
-				i+2, b.cfg.servers[i+1].rest, b.cfg.TopicWait, err)
+				i+2, b.cfg.servers[i+1].rest, b.cfg.TopicWait, why)
 		}
 	}
 	return nil
