@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,10 +317,13 @@ func (c *restClient) deleteTopic(ctx context.Context, name string) error {
 // topicPage is the body of GET /topics: the contract's list, and the
 // paging extension's cursor when more follow.
 type topicPage struct {
-	Topics []struct {
-		Name string `json:"name"`
-	} `json:"topics"`
-	Next string `json:"next"`
+	Topics []topicEntry `json:"topics"`
+	Next   string       `json:"next"`
+}
+
+// topicEntry is one topic of GET /topics; the bench needs its name only.
+type topicEntry struct {
+	Name string `json:"name"`
 }
 
 // listTopics returns the names this server lists that start with prefix.
@@ -335,11 +339,14 @@ func (c *restClient) listTopics(ctx context.Context, prefix string) ([]string, e
 		if err := c.do(ctx, http.MethodGet, "/topics?"+q.Encode(), nil, http.StatusOK, &p); err != nil {
 			return nil, err
 		}
+		// The contract sorts by name, so a name past the prefix ends the
+		// search; a page out of order proves nothing and the cursor is followed.
 		past := false
+		sorted := slices.IsSortedFunc(p.Topics, func(a, b topicEntry) int { return strings.Compare(a.Name, b.Name) })
 		for _, t := range p.Topics {
 			if strings.HasPrefix(t.Name, prefix) {
 				names = append(names, t.Name)
-			} else if t.Name > prefix {
+			} else if t.Name > prefix && sorted {
 				past = true
 			}
 		}

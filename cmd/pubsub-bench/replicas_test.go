@@ -321,3 +321,19 @@ func TestListTopicsPagesFromThePrefix(t *testing.T) {
 		t.Errorf("pages asked %q", afters)
 	}
 }
+
+func TestListTopicsFollowsAnUnsortedServer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("after") {
+		case "bench.x.":
+			fmt.Fprint(w, `{"topics":[{"name":"zeta"},{"name":"bench.x.1"}],"next":"zeta"}`)
+		case "zeta":
+			fmt.Fprint(w, `{"topics":[{"name":"bench.x.0"}]}`)
+		}
+	}))
+	defer srv.Close()
+	names, err := newRESTClient(srv.URL, nil).listTopics(t.Context(), "bench.x.")
+	if err != nil || !slices.Equal(names, []string{"bench.x.1", "bench.x.0"}) {
+		t.Fatalf("listTopics = %v, %v; want both names, the second page included", names, err)
+	}
+}
