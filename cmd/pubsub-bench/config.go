@@ -106,10 +106,11 @@ Several servers (-url a,b,c; replicas sharing their topics, e.g. through
 Redis): the run's topics are created through the first, every other one
 must list them (GET /topics) within -topic-wait, and then subscribers and
 publishers are spread over the servers in turn. -server-pid takes a list
-too, and the server CPU is the sum over those processes; -metrics-url then
-lists one endpoint per server (its single default applies to one server
-only). The report adds each server's share and the end-to-end latency of
-subscribers on a server none of their topic's publishers is on.
+too, and the server CPU is the sum over those processes (redis-server's
+may be among them); -metrics-url then lists one endpoint per server, or
+none (its single default stands for one server only). The report adds
+each server's share and the end-to-end latency of subscribers on a server
+none of their topic's publishers is on.
 
 With -rate 0, publishers send as fast as -window allows: a window larger
 than the server's per-subscriber queue (PUBSUB_MAX_QUEUE_SIZE, 100) lets
@@ -129,7 +130,7 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 	}
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | topics | slow | conns")
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "service base URL (REST and /ws), or a comma-separated list of replicas")
-	fs.StringVar(&c.MetricsURL, "metrics-url", defaultMetricsURL, "server metrics (process CPU/RSS, delivery counters), one per -url entry, comma-separated; empty to skip")
+	fs.StringVar(&c.MetricsURL, "metrics-url", defaultMetricsURL, "server metrics (process CPU/RSS, delivery counters); a comma-separated list is summed, and with several -url it lists one per entry; empty to skip")
 	var pids pidList
 	fs.Var(&pids, "server-pid", "read the server's CPU and RSS from /proc/<pid> instead of -metrics-url; a comma-separated list is summed")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -url / -metrics-url")

@@ -14,7 +14,7 @@
 #   3. p99 publish-to-delivery at 100 msgs/s to SUBS subscribers: memory vs across replicas (the
 #      deliveries to the two replicas the publisher is not on).
 # and prints a table with the ratios. Set OUT=dir to keep each run's JSON line there. Exit status:
-# 0 when every run kept every invariant, 1 when one broke one, 2 for bad arguments, 3 when the Redis
+# 0 when every run kept every invariant, 1 when one broke one or failed, 2 for bad arguments, 3 when the Redis
 # half could not run.
 #
 # Everything listens on 127.0.0.1 only and is stopped on exit. Every step is bounded: servers get
@@ -112,6 +112,7 @@ stop() {
   kill -KILL "$1" 2>/dev/null || true
 }
 
+failed=() # runs that produced no result
 # run NAME FLAGS...: one bench run, its JSON line in $work/NAME.json (and $OUT). A run that breaks
 # an invariant is reported, not fatal: the table says which.
 run() {
@@ -123,6 +124,7 @@ run() {
     >"$work/$name.json" 2>"$work/$name.err" || rc=$?
   if [[ ! -s $work/$name.json ]]; then
     echo "   failed (exit $rc): $(tail -n 3 "$work/$name.err")" >&2
+    failed+=("$name")
     echo '{}' >"$work/$name.json"
   elif [[ $rc != 0 ]]; then
     echo "   exit $rc, violations: $(jq -c '.violations' "$work/$name.json")" >&2
@@ -258,5 +260,6 @@ for n in mem-acked mem-fanout mem-p99 redis-acked redis-fanout redis-p99; do
   v=$(violations "$n")
   if [[ $v != 0 ]]; then echo "$n: $v invariants broken: $(jq -c .violations "$work/$n.json")"; bad=1; fi
 done
+if [[ ${#failed[@]} != 0 ]]; then echo "runs without a result: ${failed[*]} (their errors are above)"; bad=1; fi
 if [[ $bad != 0 ]]; then exit 1; fi
 if [[ $redis_ok != 1 ]]; then echo "redis half not run: $redis_why"; exit 3; fi
