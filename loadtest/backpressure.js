@@ -36,8 +36,10 @@ const P95_MS = envInt('LATENCY_P95_MS', 250);
 const EXPECT_SLOW_CONSUMER = env('EXPECT_SLOW_CONSUMER', 'false') === 'true';
 const HOLD = `${SETTLE_MS + DURATION_MS + DRAIN_MS}ms`;
 
+/** @type {(vus: number, exec: string) => import('k6/options').ConstantVUsScenario} */
 const subscribers = (vus, exec) => ({ executor: 'constant-vus', exec, vus, duration: HOLD, gracefulStop: '10s' });
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     fast: subscribers(FAST_VUS, 'fast'),

@@ -22,6 +22,7 @@ const ACK_TIMEOUT_MS = envMs('ACK_TIMEOUT', '5s');
 const P95_MS = envInt('LATENCY_P95_MS', 250);
 const P99_MS = envInt('LATENCY_P99_MS', 1000);
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     subscribers: {

@@ -11,7 +11,9 @@ import { check } from 'k6';
 import { Counter } from 'k6/metrics';
 import { WebSocket } from 'k6/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
-import { BASE_URL, WS_URL, createTopic, deleteTopic, env, envInt, envMs, uuid } from './lib/pubsub.js';
+import { BASE_URL, WS_URL, createTopic, decodeFrame, deleteTopic, env, envInt, envMs, uuid } from './lib/pubsub.js';
+
+/** @typedef {import('./lib/pubsub.js').CloseEvent} CloseEvent */
 
 const TOPIC = env('TOPIC', 'k6-smoke');
 const DOOMED = `${TOPIC}-deleted`; // created and deleted by the iteration
@@ -22,6 +24,7 @@ const MAX_FRAME_BYTES = envInt('MAX_FRAME_BYTES', 1048576);
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 const completed = new Counter('smoke_completed');
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     smoke: { executor: 'per-vu-iterations', vus: 1, iterations: 1, maxDuration: '1m' },
@@ -41,7 +44,12 @@ const reply = (id) => (f) => f.request_id === id;
 const isAck = (topic) => (f) => f !== null && f.type === 'ack' && f.status === 'ok' && f.topic === topic && isTs(f.ts);
 const isError = (code) => (f) => f !== null && f.type === 'error' && f.error.code === code && typeof f.error.message === 'string';
 const isEvent = (id) => (f) => f.type === 'event' && f.message.id === id;
-const errorCode = (res) => { try { return res.json().error.code; } catch (e) { return undefined; } };
+// The status and topic of a reply to POST or DELETE /topics.
+const isStatus = (res, status, topic) => {
+  const b = /** @type {import('./lib/pubsub.js').TopicStatus} */ (res.json());
+  return b.status === status && b.topic === topic;
+};
+const errorCode = (res) => { try { return /** @type {import('./lib/pubsub.js').ErrorBody} */ (res.json()).error.code; } catch (e) { return undefined; } };
 
 function same(a, b) {
   if (a === b) return true;
@@ -54,17 +62,20 @@ function same(a, b) {
 /** Conn is a socket whose frames can be awaited one at a time, in any order, with a deadline. */
 class Conn {
   constructor() {
+    /** @type {any[]} frames received and not yet taken by next() */
     this.inbox = [];
+    /** @type {{pred: (f: any) => boolean, resolve: (f: any) => void, timer: import('k6/timers').TimeoutID} | null} */
     this.waiter = null;
     this.ws = new WebSocket(WS_URL, null, { tags: { role: 'smoke' } });
-    this.ended = new Promise((resolve) => { this.ws.onclose = resolve; });
+    /** @type {Promise<CloseEvent>} */
+    this.ended = new Promise((resolve) => { this.ws.onclose = (/** @type {CloseEvent} */ e = {}) => resolve(e); });
     // opened resolves false if the connection fails instead of leaving the iteration waiting.
     this.opened = new Promise((resolve) => {
       this.ws.onopen = () => resolve(true);
       this.ended.then(() => resolve(false));
     });
     this.ws.onmessage = (e) => {
-      this.inbox.push(JSON.parse(e.data));
+      this.inbox.push(decodeFrame(e));
       this.pump();
     };
   }
@@ -84,7 +95,8 @@ class Conn {
 
   pump() {
     const w = this.waiter;
-    const i = w ? this.inbox.findIndex(w.pred) : -1;
+    if (w === null) return;
+    const i = this.inbox.findIndex(w.pred);
     if (i < 0) return;
     this.waiter = null;
     clearTimeout(w.timer);
@@ -125,8 +137,10 @@ export function setup() {
 function rest() {
   let r = http.get(`${BASE_URL}/health`);
   check(r, {
-    'GET /health: 200 with uptime_sec, topics, subscribers': (x) => x.status === 200 &&
-      isCount(x.json().uptime_sec) && isCount(x.json().topics) && isCount(x.json().subscribers),
+    'GET /health: 200 with uptime_sec, topics, subscribers': (x) => {
+      const h = /** @type {import('./lib/pubsub.js').Health} */ (x.json());
+      return x.status === 200 && isCount(h.uptime_sec) && isCount(h.topics) && isCount(h.subscribers);
+    },
   });
   const post = (body, ...statuses) => http.post(`${BASE_URL}/topics`, body, {
     headers: JSON_HEADERS, responseCallback: http.expectedStatuses(...statuses),
@@ -144,11 +158,11 @@ function rest() {
   // A topic left behind by an interrupted earlier run is removed first.
   http.del(`${BASE_URL}/topics/${DOOMED}`, null, { responseCallback: http.expectedStatuses(200, 404) });
   r = post(JSON.stringify({ name: DOOMED }), 201);
-  check(r, { 'POST /topics: 201 {status: created, topic}': (x) => x.status === 201 && x.json().status === 'created' && x.json().topic === DOOMED });
+  check(r, { 'POST /topics: 201 {status: created, topic}': (x) => x.status === 201 && isStatus(x, 'created', DOOMED) });
   r = http.get(`${BASE_URL}/topics`);
   check(r, {
     'GET /topics: 200, sorted by name, with subscriber counts': (x) => {
-      const topics = x.json().topics;
+      const topics = /** @type {import('./lib/pubsub.js').TopicList} */ (x.json()).topics;
       const names = topics.map((t) => t.name);
       return x.status === 200 && names.includes(TOPIC) && names.includes(DOOMED) &&
         names.every((n, i) => i === 0 || names[i - 1] < n) && topics.every((t) => isCount(t.subscribers));
@@ -197,8 +211,10 @@ export default async function () {
 
   const stats = http.get(`${BASE_URL}/stats`);
   check(stats, {
-    'GET /stats: messages and subscribers of the topic': (x) => x.status === 200 &&
-      x.json().topics[TOPIC].messages >= event.seq && x.json().topics[TOPIC].subscribers === 1,
+    'GET /stats: messages and subscribers of the topic': (x) => {
+      const topic = /** @type {import('./lib/pubsub.js').Stats} */ (x.json()).topics[TOPIC];
+      return x.status === 200 && topic.messages >= event.seq && topic.subscribers === 1;
+    },
   });
 
   // last_n replays history after the ack.
@@ -245,7 +261,7 @@ export default async function () {
   f = await replay.request({ type: 'subscribe', topic: DOOMED, client_id: 'smoke-doomed', request_id: 'r-doomed' });
   check(f, { 'subscribe to a second topic on the same connection: ack ok': isAck(DOOMED) });
   const del = http.del(`${BASE_URL}/topics/${DOOMED}`);
-  check(del, { 'DELETE /topics/{name}: 200 {status: deleted, topic}': (x) => x.status === 200 && x.json().status === 'deleted' && x.json().topic === DOOMED });
+  check(del, { 'DELETE /topics/{name}: 200 {status: deleted, topic}': (x) => x.status === 200 && isStatus(x, 'deleted', DOOMED) });
   f = await replay.next((x) => x.type === 'info' && x.msg === 'topic_deleted');
   check(f, { 'subscribers of a deleted topic get info topic_deleted': (x) => x !== null && x.topic === DOOMED && isTs(x.ts) });
   f = await replay.barrier('r-barrier-5');

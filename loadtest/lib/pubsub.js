@@ -7,6 +7,21 @@ import { WebSocket } from 'k6/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 import { Counter, Trend } from 'k6/metrics';
 
+// The shapes of the server's JSON (PROTOCOL.md), for the type checker (`tsc -p loadtest`): k6
+// types a response body as any JSON value, and the contract, not k6, says which one it is.
+/** @typedef {{code: string, message: string}} WireError */
+/** @typedef {{error: WireError}} ErrorBody */
+/** @typedef {{uptime_sec: number, topics: number, subscribers: number}} Health */
+/** @typedef {{status: string, topic: string}} TopicStatus the reply to POST and DELETE /topics */
+/** @typedef {{topics: {name: string, subscribers: number}[]}} TopicList */
+/** @typedef {{topics: Record<string, {messages: number, subscribers: number}>}} Stats */
+/**
+ * The close event k6 passes to onclose: k6 sets code (when a close frame arrived) and reason
+ * (internal/js/modules/k6/websockets in grafana/k6), though @types/k6 declares onclose without
+ * an argument; hence every onclose handler here takes it as optional.
+ * @typedef {{code?: number, reason?: string}} CloseEvent
+ */
+
 /** env returns __ENV[name], or fallback when it is unset or empty. */
 export function env(name, fallback) {
   const v = __ENV[name];
@@ -98,8 +113,19 @@ export function deleteTopic(name) {
 export function topicMessages(name) {
   const res = http.get(`${BASE_URL}/stats`);
   if (!check(res, { 'GET /stats is 200': (r) => r.status === 200 })) return null;
-  const topic = res.json().topics[name];
+  const topic = /** @type {Stats} */ (res.json()).topics[name];
   return topic ? topic.messages : 0;
+}
+
+/**
+ * decodeFrame decodes the server frame a message event carries. k6 types the event as optional and
+ * its data as string, ArrayBuffer or Blob; the server sends only text frames (PROTOCOL.md), so
+ * anything else is a broken contract and throws, as JSON.parse does on text that is not JSON.
+ * @param {import('k6/websockets').MessageEvent} [e]
+ */
+export function decodeFrame(e) {
+  if (!e || typeof e.data !== 'string') throw new Error('expected a text frame from the server');
+  return JSON.parse(e.data);
 }
 
 /** uuid returns a random version 4 UUID (not for cryptography: only to be unique). */
@@ -235,7 +261,7 @@ export function subscriber(subs, opts) {
     }
   };
   ws.onmessage = (e) => {
-    const f = JSON.parse(e.data);
+    const f = decodeFrame(e);
     if (f.type === 'event') {
       if (opts.beforeEvent) opts.beforeEvent();
       const s = byTopic[f.topic];
@@ -255,7 +281,7 @@ export function subscriber(subs, opts) {
     }
     if (opts.onFrame) opts.onFrame(f);
   };
-  ws.onclose = (e) => {
+  ws.onclose = (/** @type {CloseEvent} */ e = {}) => {
     if (!closing) for (const s of subs) s.onClosed(e.code);
     if (opts.onClose) opts.onClose(e, closing);
   };
@@ -279,6 +305,7 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
   const sentAt = {};
   let outstanding = 0;
   let closing = false;
+  /** @type {import('k6/timers').TimeoutID | null} */
   let timer = null;
   const done = () => {
     closing = true;
@@ -299,7 +326,7 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
     }, timeoutMs);
   };
   ws.onmessage = (e) => {
-    const f = JSON.parse(e.data);
+    const f = decodeFrame(e);
     if ((f.type !== 'ack' && f.type !== 'error') || sentAt[f.request_id] === undefined) return;
     outstanding--;
     if (f.type === 'ack' && f.status === 'ok') {
@@ -311,7 +338,7 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
     delete sentAt[f.request_id];
     if (outstanding === 0) done();
   };
-  ws.onclose = (e) => {
+  ws.onclose = (/** @type {CloseEvent} */ e = {}) => {
     if (closing) return;
     if (timer !== null) clearTimeout(timer);
     metrics.disconnects.add(1, { role, code: e.code ? String(e.code) : 'none' });
@@ -327,6 +354,7 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
 export function startRun(topic, beforeMs, durationMs, drainMs) {
   const created = createTopic(topic);
   const seq0 = topicMessages(topic);
+  if (seq0 === null) throw new Error(`GET /stats failed: the last seq of ${topic} before the run is unknown`);
   const t0 = Date.now();
   return {
     created,
@@ -340,6 +368,10 @@ export function startRun(topic, beforeMs, durationMs, drainMs) {
 /**
  * arrivalScenario is a constant-arrival-rate scenario of `rate` iterations per second, each
  * expected to last about iterationSeconds, with VUs to spare so that none is dropped.
+ * @param {string} exec
+ * @param {number} rate
+ * @param {{startMs: number, durationMs: number, graceMs: number, iterationSeconds?: number}} timing
+ * @returns {import('k6/options').ConstantArrivalRateScenario}
  */
 export function arrivalScenario(exec, rate, { startMs, durationMs, graceMs, iterationSeconds = 0.5 }) {
   const preAllocated = Math.max(4, Math.ceil(rate * iterationSeconds) + 2);
@@ -371,6 +403,7 @@ export function holdSubscriptions(data, opts) {
   }
   const held = [];
   let open = opts.sockets;
+  /** @type {import('k6/timers').TimeoutID | null} */
   let timer = null;
   const end = () => {
     if (timer !== null) clearTimeout(timer);
