@@ -14,6 +14,8 @@ import {
   publishBatch, startRun, subscriber, topicMessages,
 } from './lib/pubsub.js';
 
+/** @typedef {import('./lib/pubsub.js').RunData} RunData */
+
 const TOPIC = env('TOPIC', 'k6-soak');
 const REPLAY_TOPIC = `${TOPIC}-replay`; // quiet: its history is known, so replays can be checked exactly
 const PUBLISH_RATE = envInt('PUBLISH_RATE', 5); // publishing sessions per second
@@ -86,6 +88,7 @@ export function setup() {
   return { replayCreated, ...startRun(TOPIC, SETTLE_MS, DURATION_MS, DRAIN_MS) };
 }
 
+/** @param {number[]} values */
 function median(values) {
   const v = values.slice().sort((a, b) => a - b);
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
@@ -94,9 +97,12 @@ function median(values) {
 /**
  * steady holds SOCKETS_PER_VU subscriptions for the whole run. Its latency median per WINDOW is
  * compared with its first full window: the difference is the drift.
+ * @param {RunData} data
  */
 export function steady(data) {
+  /** @type {number[]} */
   let window = [];
+  /** @type {number | null} */
   let baseline = null;
   const windows = setInterval(() => {
     const now = Date.now();
@@ -170,6 +176,7 @@ export function churn() {
   }, CHURN_HOLD_MS);
 }
 
+/** @param {RunData & {replayCreated: boolean}} data */
 export function teardown(data) {
   if (data.created) deleteTopic(TOPIC);
   if (data.replayCreated) deleteTopic(REPLAY_TOPIC);
