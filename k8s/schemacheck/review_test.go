@@ -251,7 +251,7 @@ func TestReviewRejects(t *testing.T) {
 			c := pubsub(objs)
 			c.Resources.Limits = nil
 			// As then: nothing derived from the limits either.
-			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return strings.HasPrefix(e.Name, "GOMEM") || e.Name == "GOMAXPROCS" })
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMAXPROCS" || e.Name == "GOMEMLIMIT" })
 		}, "container pubsub has no cpu limit"},
 		{"jaeger without a liveness probe", func(objs []Object) { jaeger(objs).Containers[0].LivenessProbe = nil },
 			"Deployment/jaeger: container jaeger has no livenessProbe"},
