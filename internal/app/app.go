@@ -138,7 +138,10 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		opts.TuneWS(&wsCfg)
 	}
 	wsServer := ws.NewServer(wsCfg, api, tel)
-	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsServer.Connections, ParkedReaders: wsServer.ParkedReaders, Topics: broker.Counts, Ready: svc.Ready})
+	// The gauges are read at every scrape, so they count this process only (no I/O); /health
+	// serves the cluster's counts. pubsub_ready says what /readyz says.
+	tel.Metrics.BindGauges(telemetry.Gauges{Connections: wsServer.Connections, ParkedReaders: wsServer.ParkedReaders,
+		Topics: broker.LocalCounts, Ready: func() bool { return svc.Ready(context.Background()) == nil }})
 
 	errorLog := slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn)
 	a := &App{
