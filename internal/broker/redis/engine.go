@@ -51,6 +51,12 @@ type Options struct {
 	// ProbeIdle is how long the pub/sub connection may receive nothing before the replica checks
 	// it with a probe on its own channel (default 15s).
 	ProbeIdle time.Duration
+	// AwaitLocalDelivery makes Publish return only once this replica's own subscribers of the
+	// topic have the event in their queues (within Timeout), with their fan-out's stats: the
+	// memory engine's ack, on one replica. Off, the ack means what PROTOCOL.md asks of several
+	// replicas (stored, and published to every replica), and the publisher's own subscription
+	// may see its event just before or just after the ack, as the protocol allows.
+	AwaitLocalDelivery bool
 	// InboxSize bounds the messages waiting for one topic's worker (default 4096); past it
 	// they are dropped and the topic repaired from its history.
 	InboxSize int
@@ -314,9 +320,9 @@ func (e *Engine) DeleteTopic(ctx context.Context, name domain.TopicName) error {
 
 // Publish stores msg in the topic's history under its next seq and publishes it to every replica
 // in one script. When it returns nil the message has its seq, is in the history, and was published
-// to every replica; when this replica has subscribers of the topic it returns after they have it
-// in their queues (within the timeout), with their fan-out's stats. The event is encoded here,
-// once: every replica delivers these bytes.
+// to every replica; with AwaitLocalDelivery, this replica's subscribers of the topic also have it
+// in their queues (within the timeout), and the stats are their fan-out's. The event is encoded
+// here, once: every replica delivers these bytes.
 func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.Message) (*domain.Event, domain.PublishStats, error) {
 	now := e.now()
 	enc, err := encodeEvent(name, msg, now, e.cfg.Encoder)
@@ -351,7 +357,14 @@ func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.
 	}
 	appended := e.now()
 	if st != nil {
-		if ev, stats, ok := st.awaitDelivery(ctx, seq, e.opts.Timeout); ok {
+		// The event usually reaches this replica's worker as the script's reply comes back (the
+		// script publishes before it returns): then the ack reports the local fan-out. Waiting
+		// for it is optional, because it costs each publish a hand-off between goroutines.
+		wait := time.Duration(0)
+		if e.opts.AwaitLocalDelivery {
+			wait = e.opts.Timeout
+		}
+		if ev, stats, ok := st.awaitDelivery(ctx, seq, wait); ok {
 			stats.Start = ev.Time
 			return ev, stats, nil
 		}

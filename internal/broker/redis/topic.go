@@ -381,8 +381,8 @@ func (st *topicState) record(d delivery) {
 	}
 }
 
-// awaitDelivery waits (up to timeout) until the worker delivered seq, and returns the event
-// delivered with its fan-out's stats. ok is false when this replica does not follow the topic,
+// awaitDelivery waits (up to timeout; 0: not at all) until the worker delivered seq, and returns
+// the event delivered with its fan-out's stats. ok is false when this replica does not follow the topic,
 // the seq was lost, or the wait timed out: the caller acks from what it stored.
 func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout time.Duration) (*domain.Event, domain.PublishStats, bool) {
 	st.mu.Lock()
@@ -394,6 +394,10 @@ func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout tim
 		d := st.recent[seq%recentDeliveries]
 		st.mu.Unlock()
 		return d.ev, d.stats, d.seq == seq && d.ev != nil
+	}
+	if timeout <= 0 {
+		st.mu.Unlock()
+		return nil, domain.PublishStats{}, false
 	}
 	ch := make(chan delivery, 1)
 	st.waiters[seq] = ch
