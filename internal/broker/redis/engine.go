@@ -163,6 +163,7 @@ type Engine struct {
 	replicas atomic.Int64 // fresh replicas at the last heartbeat
 	pending  pendingTakeovers
 	changed  chan struct{} // a local count changed: heartbeat soon, so other replicas see it
+	releases chan ownerRecord
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -184,16 +185,22 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 	e := &Engine{cfg: cfg, opts: opts, keys: keys{prefix: opts.Prefix}, client: client,
 		mirrors: domain.NewMirrors(cfg), obs: opts.Observer,
 		log:    opts.Logger.With("replica", opts.Replica),
-		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1)}
+		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1),
+		releases: make(chan ownerRecord, 4096)}
 	e.feed = newFeed(e)
 	if err := e.feed.start(ctx); err != nil {
 		client.Close()
 		return nil, err
 	}
-	e.wg.Add(1)
+	e.heartbeat() // before New returns: other replicas must see this one alive (takeover asks)
+	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		e.survive("heartbeat", e.heartbeatLoop)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.survive("releaser", e.releaser)
 	}()
 	e.obs.Up(true)
 	return e, nil
@@ -591,7 +598,9 @@ func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientI
 func (e *Engine) Detach(sub *domain.Subscription) {
 	if st := e.lookup(sub.Topic); st != nil {
 		if t := st.localTopic(); t != nil {
-			t.Detach(sub)
+			if t.DetachHeld(sub) {
+				e.releaseLater(sub.Topic, sub.ClientID)
+			}
 			st.poke()
 			e.countsChanged()
 		}
@@ -752,7 +761,6 @@ func (e *Engine) heartbeatLoop() {
 	t := time.NewTicker(e.opts.Heartbeat)
 	defer t.Stop()
 	for {
-		e.heartbeat()
 		select {
 		case <-e.stop:
 			return
@@ -766,6 +774,7 @@ func (e *Engine) heartbeatLoop() {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
+		e.heartbeat()
 	}
 }
 

@@ -357,3 +357,48 @@ func TestUnsubscribeAcrossReplicas(t *testing.T) {
 		t.Fatalf("unsubscribe on a missing topic: %v", err)
 	}
 }
+
+// A connection that goes away leaves no owner record behind, so a topic does not keep one per
+// client id that ever subscribed; a record of a replica that is gone costs a takeover nothing.
+func TestOwnerRecordsForgotten(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	o := options(p, "a")
+	o.Observer = obs
+	a := newEngine(t, testConfig(10, 100), o)
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		w := brokertest.NewWaker()
+		res, err := a.Subscribe(t.Context(), "t", domain.SubscribeSpec{ClientID: fmt.Sprint("c", i), Owner: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Detach(res.Sub)
+		res.Sub.Abandon()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := srv.Do("HLEN", p+"{t}:o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s owner records left after every connection went", n)
+		}
+		waitTick()
+	}
+	// A record naming a replica with no heartbeat: the subscribe does not wait for it.
+	if _, err := srv.Do("HSET", p+"{t}:o", "ghost", "gone-replica\n"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "ghost", 0)
+	f.check(t)
+	if n := obs.takeovers.Load(); n != 0 {
+		t.Fatalf("%d takeover messages sent to a replica that is gone", n)
+	}
+}

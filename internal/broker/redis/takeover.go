@@ -122,8 +122,8 @@ func (e *Engine) takeover(ctx context.Context, name domain.TopicName, spec domai
 	if err != nil {
 		return 0, errorOf(err, name, e.cfg)
 	}
-	if prev == "" || prev == e.opts.Replica {
-		return 0, nil
+	if prev == "" || prev == e.opts.Replica || !e.alive(ctx, prev) {
+		return 0, nil // nobody else holds it (a record left by a replica that is gone holds nothing)
 	}
 	id := newEpoch()
 	ch := make(chan uint64, 1)
@@ -156,6 +156,52 @@ func (e *Engine) takeover(ctx context.Context, name domain.TopicName, spec domai
 	case <-ctx.Done():
 		return 0, unavailable(ctx.Err())
 	}
+}
+
+// alive reports whether replica had a fresh heartbeat (within three intervals). When Redis
+// cannot say, it answers yes: the takeover then costs at most the timeout.
+func (e *Engine) alive(ctx context.Context, replica string) bool {
+	var score float64
+	err := e.call(ctx, "stats", func(ctx context.Context) error {
+		var err error
+		score, err = e.client.Do(ctx, e.client.B().Zscore().Key(e.keys.replicas()).Member(replica).Build()).AsFloat64()
+		return err
+	})
+	if isNil(err) {
+		return false
+	}
+	return err != nil || time.UnixMilli(int64(score)).After(time.Now().Add(-3*e.opts.Heartbeat))
+}
+
+// releaser forgets, off the callers' paths, the owner records of subscriptions whose connection
+// went away (Detach): without it a topic would keep one record per client id that ever
+// subscribed. The queue is bounded; a record it cannot take stays until the topic is deleted or
+// the client id subscribes again (harmless: its replica answers a takeover at once, or is gone).
+func (e *Engine) releaser() {
+	for {
+		select {
+		case <-e.stop:
+			return
+		case r := <-e.releases:
+			ctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
+			e.release(ctx, r.topic, r.clientID)
+			cancel()
+		}
+	}
+}
+
+// releaseLater queues the owner record of clientID on topic for the releaser; it never blocks.
+func (e *Engine) releaseLater(topic domain.TopicName, clientID string) {
+	select {
+	case e.releases <- ownerRecord{topic, clientID}:
+	default:
+	}
+}
+
+// ownerRecord names one owner record.
+type ownerRecord struct {
+	topic    domain.TopicName
+	clientID string
 }
 
 // release forgets the owner record of clientID on name if it is this replica's (best effort: a
