@@ -363,6 +363,10 @@ func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.
 		return nil, domain.PublishStats{}, errorOf(err, name, e.cfg)
 	}
 	appended := e.now()
+	ev, err := decodeEvent(name, seq, enc.body)
+	if err != nil {
+		return nil, domain.PublishStats{}, err
+	}
 	if st != nil {
 		// The event usually reaches this replica's worker as the script's reply comes back (the
 		// script publishes before it returns): then the ack reports the local fan-out. Waiting
@@ -371,14 +375,10 @@ func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.
 		if e.opts.AwaitLocalDelivery {
 			wait = e.opts.Timeout
 		}
-		if ev, stats, ok := st.awaitDelivery(ctx, seq, wait); ok {
+		if stats, ok := st.awaitDelivery(ctx, seq, wait); ok {
 			stats.Start = ev.Time
 			return ev, stats, nil
 		}
-	}
-	ev, err := decodeEvent(name, seq, enc.body)
-	if err != nil {
-		return nil, domain.PublishStats{}, err
 	}
 	return ev, domain.PublishStats{Start: now, Appended: appended, End: appended}, nil
 }

@@ -17,10 +17,12 @@ const repairLimit = 10000
 // replica that ask for their event after the worker delivered it.
 const recentDeliveries = 64
 
-// delivery is one event delivered locally, for the publisher that waits for it.
+// delivery is one event delivered locally, for the publisher that waits for it. It holds no
+// reference to the event: the event's bytes are the budget's to account for, and a record of the
+// last deliveries must not keep up to recentDeliveries large events alive beside it.
 type delivery struct {
 	seq   uint64
-	ev    *domain.Event // nil: the seq was announced as lost
+	ok    bool // false: the seq was announced as lost
 	stats domain.PublishStats
 }
 
@@ -366,7 +368,7 @@ func (st *topicState) deliver(ev *domain.Event) {
 		st.gap(ev.Seq, ev.Seq)
 		return
 	}
-	st.record(delivery{seq: ev.Seq, ev: ev, stats: stats})
+	st.record(delivery{seq: ev.Seq, ok: true, stats: stats})
 }
 
 // record notes a delivery (or a loss) for publishers of this replica.
@@ -382,22 +384,22 @@ func (st *topicState) record(d delivery) {
 }
 
 // awaitDelivery waits (up to timeout; 0: not at all) until the worker delivered seq, and returns
-// the event delivered with its fan-out's stats. ok is false when this replica does not follow the topic,
-// the seq was lost, or the wait timed out: the caller acks from what it stored.
-func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout time.Duration) (*domain.Event, domain.PublishStats, bool) {
+// the stats of its local fan-out. ok is false when this replica does not follow the topic, the
+// seq was lost, or the wait timed out: the caller acks from what it stored.
+func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout time.Duration) (domain.PublishStats, bool) {
 	st.mu.Lock()
 	if st.t == nil {
 		st.mu.Unlock()
-		return nil, domain.PublishStats{}, false
+		return domain.PublishStats{}, false
 	}
 	if seq <= st.lastSeq {
 		d := st.recent[seq%recentDeliveries]
 		st.mu.Unlock()
-		return d.ev, d.stats, d.seq == seq && d.ev != nil
+		return d.stats, d.seq == seq && d.ok
 	}
 	if timeout <= 0 {
 		st.mu.Unlock()
-		return nil, domain.PublishStats{}, false
+		return domain.PublishStats{}, false
 	}
 	ch := make(chan delivery, 1)
 	st.waiters[seq] = ch
@@ -406,7 +408,7 @@ func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout tim
 	defer t.Stop()
 	select {
 	case d := <-ch:
-		return d.ev, d.stats, d.ev != nil
+		return d.stats, d.ok
 	case <-t.C:
 	case <-ctx.Done():
 	case <-st.done:
@@ -414,7 +416,7 @@ func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout tim
 	st.mu.Lock()
 	delete(st.waiters, seq)
 	st.mu.Unlock()
-	return nil, domain.PublishStats{}, false
+	return domain.PublishStats{}, false
 }
 
 // fill delivers the events after `from` up to `to` from the history, and announces as a gap
