@@ -57,11 +57,13 @@ type Options struct {
 	// replicas (stored, and published to every replica), and the publisher's own subscription
 	// may see its event just before or just after the ack, as the protocol allows.
 	AwaitLocalDelivery bool
-	// InboxSize bounds the messages waiting for one topic's worker (default 4096); past it
-	// they are dropped and the topic repaired from its history.
-	InboxSize int
-	Observer  Observer
-	Logger    *slog.Logger
+	// InboxSize bounds the messages waiting for one topic's worker (default 4096), and
+	// InboxBytes their bytes over all topics (default 64 MiB); past either, messages are dropped
+	// and their topics repaired from the history.
+	InboxBytes int64
+	InboxSize  int
+	Observer   Observer
+	Logger     *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -85,6 +87,9 @@ func (o *Options) defaults() {
 	}
 	if o.InboxSize <= 0 {
 		o.InboxSize = 4096
+	}
+	if o.InboxBytes <= 0 {
+		o.InboxBytes = 64 << 20
 	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}
@@ -164,6 +169,8 @@ type Engine struct {
 	pending  pendingTakeovers
 	changed  chan struct{} // a local count changed: heartbeat soon, so other replicas see it
 	releases chan ownerRecord
+	// inboxBytes bounds the received messages waiting for the workers, over all topics.
+	inboxBytes *domain.Budget
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -186,7 +193,7 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 		mirrors: domain.NewMirrors(cfg), obs: opts.Observer,
 		log:    opts.Logger.With("replica", opts.Replica),
 		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1),
-		releases: make(chan ownerRecord, 4096)}
+		releases: make(chan ownerRecord, 4096), inboxBytes: domain.NewBudget(opts.InboxBytes)}
 	e.feed = newFeed(e)
 	if err := e.feed.start(ctx); err != nil {
 		client.Close()

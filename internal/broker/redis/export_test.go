@@ -55,3 +55,6 @@ func (e *Engine) MuteNodeChannel(ctx context.Context) error {
 	e.feed.mu.Unlock()
 	return conn.Do(ctx, conn.B().Unsubscribe().Channel(e.feed.nodeChannel()).Build()).Error()
 }
+
+// InboxUsed returns the bytes of received messages waiting for the workers.
+func (e *Engine) InboxUsed() int64 { return e.inboxBytes.Used() }

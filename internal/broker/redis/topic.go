@@ -158,9 +158,16 @@ func (st *topicState) run(ctx context.Context, f func() error) error {
 
 // offer is the pub/sub callback's hand-off: it never blocks.
 func (st *topicState) offer(msg []byte) {
+	if !st.e.inboxBytes.TryTake(int64(len(msg))) {
+		st.overflow.Store(true)
+		st.e.obs.WorkerOverflow()
+		st.poke()
+		return
+	}
 	select {
 	case st.inbox <- msg:
 	default:
+		st.e.inboxBytes.Release(int64(len(msg)))
 		st.overflow.Store(true)
 		st.e.obs.WorkerOverflow()
 		st.poke()
@@ -177,7 +184,9 @@ func (st *topicState) loop() {
 	for {
 		select {
 		case m := <-st.inbox:
-			st.handle(m)
+			if st.handle(m) {
+				st.e.inboxBytes.Release(int64(len(m)))
+			}
 		case f := <-st.ctrl:
 			f()
 		case <-st.wake:
@@ -247,6 +256,20 @@ func (st *topicState) remove() bool {
 	st.removed = true
 	e.mu.Unlock()
 	e.feed.remove(st.channel)
+	// Give back what waits here: no one will handle it (the callback no longer finds this state).
+	for _, m := range st.pending {
+		e.inboxBytes.Release(int64(len(m)))
+	}
+	st.pending = nil
+	for {
+		select {
+		case m := <-st.inbox:
+			e.inboxBytes.Release(int64(len(m)))
+			continue
+		default:
+		}
+		break
+	}
 	if st.local != nil && !st.gone && st.local.Idle() {
 		st.local.Close() // nothing subscribed: only the window's bytes to give back
 	}
@@ -272,6 +295,7 @@ func (st *topicState) init(r readResult) error {
 	st.pending, st.pendingLost = nil, false
 	for _, m := range pending {
 		st.handle(m)
+		st.e.inboxBytes.Release(int64(len(m)))
 	}
 	if lost && !st.gone {
 		st.catchUp()
@@ -282,19 +306,26 @@ func (st *topicState) init(r readResult) error {
 	return nil
 }
 
-// handle applies one channel message: the live rule.
-func (st *topicState) handle(raw []byte) {
+// handle applies one channel message: the live rule. It reports whether it is done with raw;
+// false means raw is kept (pending, until the first read), still charged to the inbox budget.
+func (st *topicState) handle(raw []byte) bool {
 	if st.gone {
-		return
+		return true
 	}
 	if st.local == nil {
 		if len(st.pending) < cap(st.inbox) {
 			st.pending = append(st.pending, raw)
-		} else {
-			st.pendingLost = true
+			return false
 		}
-		return
+		st.pendingLost = true
+		return true
 	}
+	st.apply1(raw)
+	return true
+}
+
+// apply1 is handle for a topic that knows where it stands.
+func (st *topicState) apply1(raw []byte) {
 	n, ok := parseNotice(raw)
 	if !ok {
 		st.anomaly("a message that is not a notice", 0)
