@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 	}
 	e := &Engine{cfg: cfg, opts: opts, keys: keys{prefix: opts.Prefix}, client: client,
 		mirrors: domain.NewMirrors(cfg), obs: opts.Observer,
-		log:    opts.Logger.With("replica", opts.Replica),
+		log:    opts.Logger,
 		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1),
 		releases: make(chan ownerRecord, 4096), inboxBytes: domain.NewBudget(opts.InboxBytes)}
 	e.feed = newFeed(e)
