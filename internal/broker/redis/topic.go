@@ -182,11 +182,15 @@ func (st *topicState) loop() {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	for {
+		// Whether anyone may have come or gone: only a poke or a closure run here says so, never
+		// a message, so the hot path skips the idleness check (and the engine's lock it takes).
+		look := true
 		select {
 		case m := <-st.inbox:
 			if st.handle(m) {
 				st.e.inboxBytes.Release(int64(len(m)))
 			}
+			look = false
 		case f := <-st.ctrl:
 			f()
 		case <-st.wake:
@@ -212,6 +216,9 @@ func (st *topicState) loop() {
 		if st.gone {
 			st.remove()
 			return
+		}
+		if !look {
+			continue
 		}
 		if st.idle() {
 			if !armed {
