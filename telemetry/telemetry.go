@@ -58,6 +58,7 @@ type Telemetry struct {
 	tracing       bool
 	deliverySpans int32
 	provider      *sdktrace.TracerProvider
+	backplane     *Backplane
 }
 
 // Setup builds Telemetry from cfg and the standard OTEL_* variables. With no OTLP endpoint (or
@@ -82,6 +83,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		deliverySpans: int32(max(cfg.DeliverySpans, 0)),
 		Tracer:        noop.NewTracerProvider().Tracer("pubsub"),
 	}
+	t.backplane = newBackplane(t, t.Metrics.Registry)
 	processor := cfg.SpanProcessor
 	if processor == nil && tracingWanted(cfg.Getenv) {
 		exp, err := newExporter(ctx, cfg.Getenv)
