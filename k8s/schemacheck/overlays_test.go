@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -664,4 +665,49 @@ func checkRedisComponent(t *testing.T, objs []Object) {
 	if len(rule.Ports) != 1 || rule.Ports[0].Port == nil || (rule.Ports[0].Port.String() != "redis" && rule.Ports[0].Port.IntValue() != 6379) {
 		t.Errorf("NetworkPolicy pubsub-redis: ports %v, want only the Redis port", rule.Ports)
 	}
+}
+
+// TestProdOverlayWithoutRedisComponent: the README's way to use a Redis of
+// one's own (delete the components: entry, put the URL in the Secret)
+// leaves a render that passes every check, with no Redis of ours in it and
+// the pods still reading the URL from the Secret.
+func TestProdOverlayWithoutRedisComponent(t *testing.T) {
+	src, err := filepath.Abs("../overlays/prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b := readFile(t, filepath.Join(src, e.Name()))
+		if e.Name() == "kustomization.yaml" {
+			text := string(b)
+			const entry = "components:\n  - ../../components/redis\n"
+			if !strings.Contains(text, entry) {
+				t.Fatalf("%s/kustomization.yaml has no %q entry to delete", src, entry)
+			}
+			text = strings.Replace(text, entry, "", 1)
+			// The copy lives elsewhere: point its bases at the originals
+			// (kustomize takes only relative paths).
+			for _, base := range []string{"../../base", "../../monitoring"} {
+				rel, err := filepath.Rel(dir, filepath.Join(src, base))
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = strings.Replace(text, "  - "+base+"\n", "  - "+rel+"\n", 1)
+			}
+			b = []byte(text)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs := render(t, dir)
+	if n := count[*appsv1.StatefulSet](objs); n != 0 {
+		t.Errorf("%d StatefulSets without the component, want none", n)
+	}
+	checkProdReplicas(t, objs, find[*appsv1.Deployment](t, objs, "pubsub"))
 }
