@@ -60,7 +60,7 @@ func newBackplane(t *Telemetry, reg prometheus.Registerer) *Backplane {
 	}, []string{"result"})
 	b := &Backplane{tel: t, callDur: map[string]prometheus.Observer{}, callErrs: map[string]prometheus.Counter{},
 		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubsub_backplane_up",
-			Help: "1 while the Redis engine reaches Redis (its pub/sub connection is up), 0 while not; 0 with the memory engine."}),
+			Help: "1 while the Redis engine reaches Redis (its pub/sub connection is up), 0 while not. Exported by the Redis engine only."}),
 		lag: newHistogram("pubsub_backplane_receive_lag_seconds",
 			"Time from an event's publish on its replica to its receipt on this one, through Redis.", latencyBuckets),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubsub_backplane_reconnects_total",
@@ -78,7 +78,7 @@ func newBackplane(t *Telemetry, reg prometheus.Registerer) *Backplane {
 		anomalies: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubsub_backplane_anomalies_total",
 			Help: "Messages the live rule could not explain (a seq already delivered outside a repair), skipped."}),
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubsub_backplane_replicas",
-			Help: "Replicas with a fresh heartbeat in Redis at this replica's last look; 0 with the memory engine."}),
+			Help: "Replicas with a fresh heartbeat in Redis at this replica's last look. Exported by the Redis engine only."}),
 	}
 	for _, op := range redisOps {
 		b.callDur[op] = dur.WithLabelValues(op)
@@ -88,8 +88,14 @@ func newBackplane(t *Telemetry, reg prometheus.Registerer) *Backplane {
 	return b
 }
 
-// Backplane returns the Redis engine's observer.
-func (t *Telemetry) Backplane() *Backplane { return t.backplane }
+// Backplane returns the Redis engine's observer, registering its metrics on first use: only a
+// replica on the Redis engine exports them, so on the in-memory engine the backplane's board stays
+// empty and its alerts (PubsubRedisUnreachable on pubsub_backplane_up == 0 among them) stay silent
+// instead of reading a constant 0 as "Redis is down".
+func (t *Telemetry) Backplane() *Backplane {
+	t.backplaneOnce.Do(func() { t.backplane = newBackplane(t, t.Metrics.Registry) })
+	return t.backplane
+}
 
 // StartCall times a Redis call and, when the caller's trace is sampled, wraps it in a client span
 // named after the operation (db.system.name=redis, db.operation.name=op).

@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,9 +13,18 @@ import (
 	"github.com/pubsubd/pubsub/telemetry"
 )
 
-// Every backplane metric exists from the first scrape, in every mode, under the names the
-// dashboards and alerts use; the reports move them.
+// Every backplane metric exists from the first scrape once the Redis engine has its observer, under
+// the names the dashboards and alerts use; the reports move them.
 func TestBackplaneMetrics(t *testing.T) {
+	if fams, err := setup(t, telemetry.Config{}).Metrics.Registry.Gather(); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, mf := range fams {
+			if strings.HasPrefix(mf.GetName(), "pubsub_backplane_") || strings.HasPrefix(mf.GetName(), "pubsub_redis_") {
+				t.Errorf("%s is exported without the Redis engine", mf.GetName())
+			}
+		}
+	}
 	tel := setup(t, telemetry.Config{})
 	b := tel.Backplane()
 	_, end := b.StartCall(context.Background(), "publish")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -58,6 +59,7 @@ type Telemetry struct {
 	tracing       bool
 	deliverySpans int32
 	provider      *sdktrace.TracerProvider
+	backplaneOnce sync.Once
 	backplane     *Backplane
 }
 
@@ -83,7 +85,6 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		deliverySpans: int32(max(cfg.DeliverySpans, 0)),
 		Tracer:        noop.NewTracerProvider().Tracer("pubsub"),
 	}
-	t.backplane = newBackplane(t, t.Metrics.Registry)
 	processor := cfg.SpanProcessor
 	if processor == nil && tracingWanted(cfg.Getenv) {
 		exp, err := newExporter(ctx, cfg.Getenv)
