@@ -29,6 +29,8 @@ const (
 	attrSeq           = attribute.Key("pubsub.message.seq")
 	attrLastN         = attribute.Key("pubsub.last_n")
 	attrReplayed      = attribute.Key("pubsub.replayed")
+	attrSinceSeq      = attribute.Key("pubsub.resume.since_seq")
+	attrRecovered     = attribute.Key("pubsub.resume.recovered")
 	attrSubscribers   = attribute.Key("pubsub.fanout.subscribers")
 	attrEnqueued      = attribute.Key("pubsub.fanout.enqueued")
 	attrDropped       = attribute.Key("pubsub.fanout.dropped")
@@ -141,10 +143,16 @@ func (in *instrumented) Subscribe(ctx context.Context, req service.SubscribeRequ
 	if o.span.IsRecording() {
 		o.span.SetAttributes(attrOpType.String("receive"), attrOpName.String("subscribe"),
 			attrClientID.String(req.ClientID), attrLastN.Int(req.LastN))
+		if req.Resume {
+			o.span.SetAttributes(attrSinceSeq.Int64(int64(req.SinceSeq)))
+		}
 	}
 	res, err := in.next.Subscribe(ctx, req)
 	if err == nil && o.span.IsRecording() {
 		o.span.SetAttributes(attrReplayed.Int(res.Replayed))
+		if res.Resumed {
+			o.span.SetAttributes(attrRecovered.Bool(res.Recovered))
+		}
 	}
 	o.end(err)
 	return res, err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -58,6 +59,8 @@ type Telemetry struct {
 	tracing       bool
 	deliverySpans int32
 	provider      *sdktrace.TracerProvider
+	backplaneOnce sync.Once
+	backplane     *Backplane
 }
 
 // Setup builds Telemetry from cfg and the standard OTEL_* variables. With no OTLP endpoint (or

@@ -304,7 +304,7 @@ func TestShutdownIsOrdered(t *testing.T) {
 		t.Fatal("the WebSocket connection was never closed")
 	}
 	// Mid-drain.
-	if r.Service().Ready() {
+	if r.Service().Ready(context.Background()) == nil {
 		t.Error("ready during the drain")
 	}
 	if code, body := get(t, c, "http://"+r.Addr()+"/readyz"); code != http.StatusServiceUnavailable {

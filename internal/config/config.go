@@ -44,6 +44,8 @@ type Config struct {
 	Auth Auth
 	// PprofEnabled serves /debug/pprof on the admin listener.
 	PprofEnabled bool
+	// Backplane chooses the engine and, for Redis, how to reach it (see backplane.go).
+	Backplane Backplane
 }
 
 // Limits bound what clients can make the process hold. Zero disables a count or rate limit; byte
@@ -178,7 +180,7 @@ func settings() []setting {
 			return boolean(&c.PprofEnabled, v)
 		}},
 	}
-	return append(base, limitSettings()...)
+	return append(append(base, limitSettings()...), backplaneSettings()...)
 }
 
 // limitSettings are the bounds of #11: counts, rates, byte budgets, timeouts and authentication.
@@ -400,7 +402,7 @@ func (c Config) Validate() error {
 	if c.PingInterval > 0 && c.PingTimeout <= 0 {
 		return &Error{Msg: "PUBSUB_WS_PING_TIMEOUT must be positive while PUBSUB_WS_PING_INTERVAL is on"}
 	}
-	return nil
+	return c.Backplane.validate()
 }
 
 // LogValue lets the configuration be logged at start as one structured record.
@@ -418,5 +420,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("pprof", c.PprofEnabled),
 		slog.Any("limits", c.Limits),
 		slog.Bool("auth", c.Auth.Enabled()),
+		slog.Any("backplane", c.Backplane),
 	)
 }

@@ -32,7 +32,8 @@ var allVariables = []string{
 	"PUBSUB_MAX_REPLY_BYTES", "PUBSUB_MAX_BUFFER_BYTES", "PUBSUB_MESSAGE_TIMEOUT", "PUBSUB_MAX_ID_BYTES",
 	"PUBSUB_MAX_HEADER_BYTES", "PUBSUB_MAX_BODY_BYTES", "PUBSUB_HTTP_READ_HEADER_TIMEOUT", "PUBSUB_HTTP_READ_TIMEOUT",
 	"PUBSUB_HTTP_IDLE_TIMEOUT", "PUBSUB_HTTP_MAX_HEADER_BYTES", "PUBSUB_LIST_PAGE_MAX", "PUBSUB_API_KEY",
-	"PUBSUB_API_KEYS_FILE", "PUBSUB_TOKEN_KEY_FILE",
+	"PUBSUB_API_KEYS_FILE", "PUBSUB_TOKEN_KEY_FILE", "PUBSUB_BROKER", "PUBSUB_REDIS_URL",
+	"PUBSUB_REDIS_SENTINEL_MASTER", "PUBSUB_REDIS_SENTINEL_ADDRS", "PUBSUB_REDIS_TIMEOUT", "PUBSUB_REPLICA_ID",
 }
 
 func defaults() config.Config {
@@ -63,6 +64,7 @@ func defaults() config.Config {
 			MaxBodyBytes: 64 << 10, HTTPReadHeaderTimeout: 5 * time.Second, HTTPReadTimeout: 30 * time.Second,
 			HTTPIdleTimeout: time.Minute, HTTPMaxHeaderBytes: 32 << 10, ListPageMax: 1000,
 		},
+		Backplane: config.Backplane{Broker: "memory", RedisTimeout: 2 * time.Second},
 	}
 }
 

@@ -70,7 +70,7 @@ func TestTopicConcurrentPublishAndDrain(t *testing.T) {
 		smallSubs  = 2
 	)
 	r := NewRegistry(TopicConfig{HistorySize: 16, QueueSize: total, Policy: DropOldest})
-	top, err := r.Create("orders")
+	top, err := r.Create("orders", "epoch-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestTopicConcurrentPublishAndDrain(t *testing.T) {
 	var subs []sub
 	for i := range fullSubs + smallSubs {
 		w := make(chanWaker, 1)
-		res, err := top.Subscribe(fmt.Sprintf("c%d", i), w, 0)
+		res, err := top.Subscribe(SubscribeSpec{ClientID: fmt.Sprintf("c%d", i), Owner: w})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestTopicConcurrentPublishAndDrain(t *testing.T) {
 				return
 			default:
 			}
-			if res, err := top.Subscribe("churn", w, 3); err == nil {
+			if res, err := top.Subscribe(SubscribeSpec{ClientID: "churn", Owner: w, LastN: 3}); err == nil {
 				res.Sub.Release()
 				res.Sub.Drain(nil, 100)
 			}
@@ -170,7 +170,7 @@ func TestTopicConcurrentPublishAndDrain(t *testing.T) {
 func TestTopicConcurrentPublisherOrder(t *testing.T) {
 	const publishers, perPub = 4, 300
 	r := NewRegistry(TopicConfig{HistorySize: publishers * perPub, QueueSize: 1})
-	top, err := r.Create("orders")
+	top, err := r.Create("orders", "epoch-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestTopicConcurrentPublisherOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	res, err := top.Subscribe("reader", &countWaker{}, publishers*perPub)
+	res, err := top.Subscribe(SubscribeSpec{ClientID: "reader", Owner: &countWaker{}, LastN: publishers * perPub})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,7 +217,7 @@ func TestEventBudget(t *testing.T) {
 			{"abandon", func(_ *Registry, top *Topic, s *Subscription) { top.Detach(s); s.Abandon() }},
 			{"topic deleted", func(r *Registry, _ *Topic, s *Subscription) { _ = r.Delete("orders"); s.Drain(nil, 1000) }},
 			{"rearm then drain", func(_ *Registry, top *Topic, s *Subscription) {
-				res, _ := top.Subscribe("c", s.Owner, 1000)
+				res, _ := top.Subscribe(SubscribeSpec{ClientID: "c", Owner: s.Owner, LastN: 1000})
 				res.Sub.Release()
 				res.Sub.Drain(nil, 1000)
 			}},
@@ -253,33 +253,33 @@ func TestEventBudget(t *testing.T) {
 func TestTopicCap(t *testing.T) {
 	r := NewRegistry(TopicConfig{MaxTopics: 2})
 	for _, n := range []TopicName{"a", "b"} {
-		if _, err := r.Create(n); err != nil {
+		if _, err := r.Create(n, "epoch-1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := r.Create("c")
+	_, err := r.Create("c", "epoch-1")
 	if KindOf(err) != KindRateLimited || LimitOf(err) != LimitTopics || !strings.Contains(err.Error(), "topic limit (2)") {
 		t.Fatalf("third topic: %v, want KindRateLimited naming the topic limit", err)
 	}
-	if _, err := r.Create("a"); KindOf(err) != KindExists {
+	if _, err := r.Create("a", "epoch-1"); KindOf(err) != KindExists {
 		t.Fatalf("existing topic at the cap: %v, want KindExists (the older answer wins)", err)
 	}
 	if err := r.Delete("a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Create("c"); err != nil {
+	if _, err := r.Create("c", "epoch-1"); err != nil {
 		t.Fatalf("create after a delete: %v", err)
 	}
 }
 
 func TestSubscriptionCap(t *testing.T) {
 	r := NewRegistry(TopicConfig{HistorySize: 10, QueueSize: 10, MaxSubscriptions: 2})
-	a, _ := r.Create("a")
-	b, _ := r.Create("b")
+	a, _ := r.Create("a", "epoch-1")
+	b, _ := r.Create("b", "epoch-1")
 	w1, w2 := &countWaker{}, &countWaker{}
 	subscribe(t, a, "c1", w1, 0)
 	s2 := subscribe(t, b, "c2", w1, 0).Sub
-	_, err := a.Subscribe("c3", w1, 0)
+	_, err := a.Subscribe(SubscribeSpec{ClientID: "c3", Owner: w1})
 	if KindOf(err) != KindRateLimited || LimitOf(err) != LimitSubscriptions {
 		t.Fatalf("third subscription: %v, want KindRateLimited naming %s", err, LimitSubscriptions)
 	}
@@ -309,7 +309,7 @@ func TestSubscriptionCap(t *testing.T) {
 		t.Fatalf("Counts subscriptions = %d after the deletes, want 1", n)
 	}
 	subscribe(t, a, "c5", w1, 0)
-	if _, err := a.Subscribe("c6", w1, 0); LimitOf(err) != LimitSubscriptions {
+	if _, err := a.Subscribe(SubscribeSpec{ClientID: "c6", Owner: w1}); LimitOf(err) != LimitSubscriptions {
 		t.Fatalf("over the cap again: %v", err)
 	}
 }

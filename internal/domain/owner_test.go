@@ -44,7 +44,7 @@ func TestClientIDOwnership(t *testing.T) {
 			if tt.unsub {
 				_, err = top.Unsubscribe("c1", tt.by)
 			} else {
-				_, err = top.Subscribe("c1", tt.by, 0)
+				_, err = top.Subscribe(SubscribeSpec{ClientID: "c1", Owner: tt.by})
 			}
 			if tt.wantErr {
 				if !errors.Is(err, ErrNotOwner) || KindOf(err) != KindUnauthorized {

@@ -97,6 +97,9 @@ type Subscription struct {
 
 	policy Policy
 	index  int // position in its topic's list; guarded by the topic's lock
+	// floor: events at or below this seq are in the replay already and are not queued again
+	// (topics sequenced elsewhere, see Topic.Attach); guarded by the topic's lock. 0 for Publish.
+	floor uint64
 
 	mu       sync.Mutex
 	buf      []*Event // circular; grows on demand up to limit, so idle subscribers stay small

@@ -10,13 +10,16 @@ import (
 // TopicConfig is what a registry and every topic of it are created with. The zero value of each
 // bound below is "no bound".
 type TopicConfig struct {
-	HistorySize  int    // events kept for last_n replay
-	HistoryBytes int64  // bytes of events kept for last_n replay, beside HistorySize
-	QueueSize    int    // capacity of each subscriber queue
-	QueueBytes   int64  // bytes each subscriber queue holds before Policy applies, beside QueueSize
-	Policy       Policy // what a full subscriber queue does
-	Encoder      Encoder
-	Now          func() time.Time // the clock that stamps events; time.Now when nil
+	HistorySize  int   // events kept for last_n replay
+	HistoryBytes int64 // bytes of events kept for last_n replay, beside HistorySize
+	// RecoveryMax bounds how many events one resume (SubscribeSpec.Resume) may replay; a resume
+	// that misses more is not recovered. 0 is HistorySize, which the history bounds anyway.
+	RecoveryMax int
+	QueueSize   int    // capacity of each subscriber queue
+	QueueBytes  int64  // bytes each subscriber queue holds before Policy applies, beside QueueSize
+	Policy      Policy // what a full subscriber queue does
+	Encoder     Encoder
+	Now         func() time.Time // the clock that stamps events; time.Now when nil
 
 	// Events is the byte budget of the events all topics hold, in history and queues together;
 	// nil is unlimited. A publish that does not fit is refused with LimitEventMemory.
@@ -42,9 +45,10 @@ type PublishStats struct {
 // subscriber's stream in the same order as the history; the fan-out never blocks, so that hold is
 // short.
 type Topic struct {
-	name TopicName
-	cfg  TopicConfig
-	subs *atomic.Int64 // the registry's subscription count, shared by all its topics
+	name  TopicName
+	epoch string // set at creation, never changed: a topic created again gets another
+	cfg   TopicConfig
+	subs  *atomic.Int64 // the registry's subscription count, shared by all its topics
 
 	mu      sync.Mutex
 	seq     uint64
@@ -54,13 +58,16 @@ type Topic struct {
 	deleted bool
 }
 
-func newTopic(name TopicName, cfg TopicConfig, subs *atomic.Int64) *Topic {
-	return &Topic{name: name, cfg: cfg, subs: subs, history: newRingBytes(cfg.HistorySize, cfg.HistoryBytes),
+func newTopic(name TopicName, epoch string, cfg TopicConfig, subs *atomic.Int64) *Topic {
+	return &Topic{name: name, epoch: epoch, cfg: cfg, subs: subs, history: newRingBytes(cfg.HistorySize, cfg.HistoryBytes),
 		clients: make(map[string]*Subscription)}
 }
 
 // Name returns the topic's name.
 func (t *Topic) Name() TopicName { return t.name }
+
+// Epoch returns the epoch the topic was created with.
+func (t *Topic) Epoch() string { return t.epoch }
 
 func (t *Topic) now() time.Time {
 	if t.cfg.Now != nil {
@@ -141,20 +148,44 @@ func (t *Topic) Publish(msg Message) (*Event, PublishStats, error) {
 	return ev, st, nil
 }
 
+// SubscribeSpec says what a subscribe asks for: which client, for which owner, and what history
+// to replay before live events.
+type SubscribeSpec struct {
+	ClientID string
+	Owner    Waker
+	// LastN asks for up to the LastN newest history events; ignored when Resume is set.
+	LastN int
+	// Resume says the client has every event of epoch Epoch up to SinceSeq and asks for the rest
+	// (see Topic.Subscribe for the rule).
+	Resume   bool
+	SinceSeq uint64
+	Epoch    string
+}
+
 // SubscribeResult is what Subscribe did.
 type SubscribeResult struct {
 	Sub      *Subscription
 	Replaced *Subscription // the subscription another connection lost to this one, if any
 	Replayed int           // history events queued for replay
 	Renewed  bool          // the same owner already held this client id; its subscription was re-armed
+	Epoch    string        // the topic's epoch
+	Seq      uint64        // the topic's latest seq when the subscription started; 0 if none
+	// Resumed says the spec had Resume; Recovered that every event after its SinceSeq was queued
+	// for replay. Resumed and not Recovered means nothing at all was queued.
+	Resumed   bool
+	Recovered bool
 }
 
-// Subscribe registers clientID for owner and queues up to lastN history events for replay. The
-// returned subscription is held: nothing is drained from it until the owner, having written the ack,
-// calls Release. A client id already held by another owner is taken over; held by the same owner, it
-// is re-armed, so the client never receives a message twice through two subscriptions. A client id
-// that belongs to another principal (see Holder) is refused with ErrNotOwner.
-func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeResult, error) {
+// Subscribe registers spec.ClientID for spec.Owner and queues history for replay: up to LastN of
+// the newest events, or, with Resume, the events after SinceSeq (see resumeLocked). The replay and
+// the start of the live queue are decided under the topic's lock, so no event falls between them
+// or comes twice. The returned subscription is held: nothing is drained from it until the owner,
+// having written the ack, calls Release. A client id already held by another owner is taken over;
+// held by the same owner, it is re-armed (with the same replay rule), so the client never receives
+// a message twice through two subscriptions. A client id that belongs to another principal (see
+// Holder) is refused with ErrNotOwner.
+func (t *Topic) Subscribe(spec SubscribeSpec) (SubscribeResult, error) {
+	clientID, owner := spec.ClientID, spec.Owner
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.deleted {
@@ -169,11 +200,17 @@ func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeRes
 		return SubscribeResult{}, LimitErrorf(KindRateLimited, LimitSubscriptions,
 			"the server's subscription limit (%d) is reached", t.cfg.MaxSubscriptions)
 	}
-	history := t.history.Last(lastN)
+	res := SubscribeResult{Epoch: t.epoch, Seq: t.seq, Resumed: spec.Resume}
+	var history []*Event
+	if spec.Resume {
+		history, res.Recovered = t.resumeLocked(spec.Epoch, spec.SinceSeq)
+	} else {
+		history = t.history.Last(spec.LastN)
+	}
 	for _, ev := range history {
 		ev.hold(1) // the replay's reference
 	}
-	res := SubscribeResult{Replayed: len(history)}
+	res.Replayed = len(history)
 	if renew {
 		old.rearm(history)
 		res.Sub, res.Renewed = old, true
@@ -192,6 +229,34 @@ func (t *Topic) Subscribe(clientID string, owner Waker, lastN int) (SubscribeRes
 	t.addLocked(s)
 	res.Sub = s
 	return res, nil
+}
+
+// resumeLocked applies the resume rule: a client that has every event of epoch up to sinceSeq
+// gets exactly the events after it, and recovered, when epoch is this topic's, sinceSeq is not
+// ahead of its seq, and every missing event is still in the history and within RecoveryMax.
+// Otherwise it gets nothing at all: a partial catch-up would look like a complete one to a client
+// that cannot tell, while "not recovered" tells it to reload. The history always holds the newest
+// events with consecutive seqs ending at t.seq, so the missing ones are its last seq-sinceSeq.
+func (t *Topic) resumeLocked(epoch string, sinceSeq uint64) ([]*Event, bool) {
+	if epoch != t.epoch || sinceSeq > t.seq {
+		return nil, false
+	}
+	missing := t.seq - sinceSeq
+	if missing == 0 {
+		return nil, true
+	}
+	bound := t.cfg.RecoveryMax
+	if bound <= 0 {
+		bound = t.cfg.HistorySize
+	}
+	if missing > uint64(t.history.Len()) || missing > uint64(bound) {
+		return nil, false
+	}
+	history := t.history.Last(int(missing))
+	if history[0].Seq != sinceSeq+1 {
+		return nil, false // not reachable while the history is consecutive; refuse rather than skip
+	}
+	return history, true
 }
 
 // reserveSubscription counts one more subscription in the registry, unless that would pass
@@ -307,8 +372,10 @@ func NewRegistry(cfg TopicConfig) *Registry {
 	return &Registry{cfg: cfg, topics: make(map[TopicName]*Topic)}
 }
 
-// Create adds a topic, or fails with KindExists.
-func (r *Registry) Create(name TopicName) (*Topic, error) {
+// Create adds a topic with the given epoch, or fails with KindExists. The epoch must differ from
+// any the name had before (the engine makes it random: the domain does no I/O), so that a client
+// resuming across a delete and create is told it cannot.
+func (r *Registry) Create(name TopicName, epoch string) (*Topic, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.topics[name]; ok {
@@ -318,7 +385,7 @@ func (r *Registry) Create(name TopicName) (*Topic, error) {
 		return nil, LimitErrorf(KindRateLimited, LimitTopics,
 			"the server's topic limit (%d) is reached; delete a topic first", r.cfg.MaxTopics)
 	}
-	t := newTopic(name, r.cfg, &r.subs)
+	t := newTopic(name, epoch, r.cfg, &r.subs)
 	r.topics[name] = t
 	return t, nil
 }

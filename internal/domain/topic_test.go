@@ -20,7 +20,7 @@ func (c *stepClock) Now() time.Time {
 func newTestTopic(t *testing.T, cfg TopicConfig) (*Registry, *Topic) {
 	t.Helper()
 	r := NewRegistry(cfg)
-	top, err := r.Create("orders")
+	top, err := r.Create("orders", "epoch-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func publishN(t *testing.T, top *Topic, n int) []*Event {
 
 func subscribe(t *testing.T, top *Topic, clientID string, owner Waker, lastN int) SubscribeResult {
 	t.Helper()
-	res, err := top.Subscribe(clientID, owner, lastN)
+	res, err := top.Subscribe(SubscribeSpec{ClientID: clientID, Owner: owner, LastN: lastN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestTopicDeletedRefusesEverything(t *testing.T) {
 		call func() error
 	}{
 		{"Publish", func() error { _, _, err := top.Publish(Message{ID: uuid.New()}); return err }},
-		{"Subscribe", func() error { _, err := top.Subscribe("c", &countWaker{}, 0); return err }},
+		{"Subscribe", func() error { _, err := top.Subscribe(SubscribeSpec{ClientID: "c", Owner: &countWaker{}}); return err }},
 		{"Unsubscribe", func() error { _, err := top.Unsubscribe("c", nil); return err }},
 	}
 	for _, c := range checks {
@@ -328,11 +328,11 @@ func TestTopicDetach(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r := NewRegistry(TopicConfig{HistorySize: 10, QueueSize: 10})
 	for _, name := range []TopicName{"b", "c", "a"} {
-		if _, err := r.Create(name); err != nil {
+		if _, err := r.Create(name, "epoch-1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := r.Create("b"); KindOf(err) != KindExists || !errors.Is(err, ErrExists) {
+	if _, err := r.Create("b", "epoch-1"); KindOf(err) != KindExists || !errors.Is(err, ErrExists) {
 		t.Fatalf("Create of an existing topic: %v, want KindExists", err)
 	}
 	b, err := r.Get("b")
@@ -379,7 +379,7 @@ func TestRegistry(t *testing.T) {
 	}
 
 	// Created again, the topic starts empty: no history, no subscribers, seq from 1.
-	b2, err := r.Create("b")
+	b2, err := r.Create("b", "epoch-1")
 	if err != nil || b2 == b {
 		t.Fatalf("re-Create(b) = %p, %v, want a new topic", b2, err)
 	}

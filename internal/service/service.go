@@ -14,19 +14,33 @@ import (
 )
 
 // Broker is the engine that holds topics and fans events out to subscriber queues. The in-memory
-// engine is the default; any other must pass the same contract tests.
+// engine is the default; any other must pass the same contract tests (internal/broker/brokertest).
+// Every call that may touch the network takes a context and returns an error; an engine that
+// cannot reach its store fails with domain.KindUnavailable, naming itself, and acknowledges
+// nothing it did not store.
 type Broker interface {
 	CreateTopic(ctx context.Context, name domain.TopicName) error
 	DeleteTopic(ctx context.Context, name domain.TopicName) error
 	Publish(ctx context.Context, name domain.TopicName, msg domain.Message) (*domain.Event, domain.PublishStats, error)
-	Subscribe(ctx context.Context, name domain.TopicName, clientID string, owner domain.Waker, lastN int) (domain.SubscribeResult, error)
+	// Subscribe registers spec.ClientID and queues its replay: last_n, or the resume rule of
+	// domain.Topic.Subscribe when spec.Resume is set. The result carries the topic's epoch and seq.
+	Subscribe(ctx context.Context, name domain.TopicName, spec domain.SubscribeSpec) (domain.SubscribeResult, error)
 	// Unsubscribe ends clientID's subscription for by: only an owner of the subscription's
 	// principal may (see domain.Holder); nil is the anonymous principal.
 	Unsubscribe(ctx context.Context, name domain.TopicName, clientID string, by domain.Waker) error
 	// Detach drops a subscription whose connection is going away, unless it was taken over already.
+	// It is local to this process and never fails.
 	Detach(sub *domain.Subscription)
-	Topics() []domain.TopicStats
-	Counts() (topics, subscriptions int)
+	// Topics returns every topic's stats, sorted by name: cluster-wide on a shared engine.
+	Topics(ctx context.Context) ([]domain.TopicStats, error)
+	// Counts returns the numbers of topics and subscriptions, cluster-wide on a shared engine
+	// (for /health).
+	Counts(ctx context.Context) (topics, subscriptions int, err error)
+	// LocalCounts returns this process's topics and subscriptions with no I/O, cheaply enough to
+	// be read at every scrape (for the gauges).
+	LocalCounts() (topics, subscriptions int)
+	// Ready returns nil when the engine takes work (for /readyz); the memory engine always does.
+	Ready(ctx context.Context) error
 }
 
 // Observer hears about the steps inside an operation, so that telemetry can turn them into child
@@ -36,7 +50,7 @@ type Observer interface {
 	// Published reports a message accepted by its topic, with the timings of history append and
 	// fan-out. ctx is the publish operation's context.
 	Published(ctx context.Context, ev *domain.Event, st domain.PublishStats)
-	// Replayed reports history queued for a subscriber's last_n.
+	// Replayed reports history queued for a subscriber's last_n or resume.
 	Replayed(ctx context.Context, topic domain.TopicName, n int, start, end time.Time)
 }
 
@@ -60,12 +74,15 @@ func (NopObserver) Published(context.Context, *domain.Event, domain.PublishStats
 func (NopObserver) Replayed(context.Context, domain.TopicName, int, time.Time, time.Time) {}
 
 // SubscribeRequest asks for clientID to receive topic's events on owner, after up to LastN of its
-// history.
+// history or, with Resume, after the events of Epoch it has up to SinceSeq (Resume wins over LastN).
 type SubscribeRequest struct {
 	Topic    domain.TopicName
 	ClientID string
 	LastN    int
 	Owner    domain.Waker
+	Resume   bool
+	SinceSeq uint64
+	Epoch    string
 }
 
 // UnsubscribeRequest ends clientID's subscription to Topic, for Owner (the connection asking; its
@@ -138,8 +155,20 @@ var errDraining = domain.Errorf(domain.KindUnavailable, "server is shutting down
 // first step of graceful shutdown.
 func (s *Service) BeginDrain() { s.draining.Store(true) }
 
-// Ready reports whether the service takes new work.
-func (s *Service) Ready() bool { return !s.draining.Load() }
+// readyTimeout bounds how long Ready waits for the engine: a probe must answer before its own
+// deadline (Kubernetes' default is 1 s) even when the engine hangs.
+const readyTimeout = 800 * time.Millisecond
+
+// Ready returns nil while the service takes new work: it is not draining and its engine is
+// ready. It waits for the engine at most readyTimeout.
+func (s *Service) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errDraining
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	return s.broker.Ready(ctx)
+}
 
 func (s *Service) admit() error {
 	if s.draining.Load() {
@@ -165,18 +194,21 @@ func (s *Service) DeleteTopic(ctx context.Context, name domain.TopicName) error 
 }
 
 // ListTopics returns every topic with its subscriber count, sorted by name.
-func (s *Service) ListTopics(context.Context) ([]domain.TopicStats, error) {
-	return s.broker.Topics(), nil
+func (s *Service) ListTopics(ctx context.Context) ([]domain.TopicStats, error) {
+	return s.broker.Topics(ctx)
 }
 
 // Stats returns every topic's counters, sorted by name.
-func (s *Service) Stats(context.Context) ([]domain.TopicStats, error) {
-	return s.broker.Topics(), nil
+func (s *Service) Stats(ctx context.Context) ([]domain.TopicStats, error) {
+	return s.broker.Topics(ctx)
 }
 
 // Health returns uptime and totals.
-func (s *Service) Health(context.Context) (Health, error) {
-	topics, subs := s.broker.Counts()
+func (s *Service) Health(ctx context.Context) (Health, error) {
+	topics, subs, err := s.broker.Counts(ctx)
+	if err != nil {
+		return Health{}, err
+	}
 	return Health{Uptime: s.clock.Now().Sub(s.started), Topics: topics, Subscriptions: subs}, nil
 }
 
@@ -191,12 +223,18 @@ func (s *Service) Subscribe(ctx context.Context, req SubscribeRequest) (domain.S
 	if req.LastN < 0 {
 		return domain.SubscribeResult{}, domain.Errorf(domain.KindInvalid, "last_n must be a non-negative integer")
 	}
+	if req.Resume && req.Epoch == "" {
+		return domain.SubscribeResult{}, domain.Errorf(domain.KindInvalid, "epoch is required with since_seq")
+	}
 	start := s.clock.Now()
-	res, err := s.broker.Subscribe(ctx, req.Topic, req.ClientID, req.Owner, req.LastN)
+	res, err := s.broker.Subscribe(ctx, req.Topic, domain.SubscribeSpec{
+		ClientID: req.ClientID, Owner: req.Owner, LastN: req.LastN,
+		Resume: req.Resume, SinceSeq: req.SinceSeq, Epoch: req.Epoch,
+	})
 	if err != nil {
 		return res, err
 	}
-	if req.LastN > 0 {
+	if req.LastN > 0 || req.Resume {
 		s.observer.Replayed(ctx, req.Topic, res.Replayed, start, s.clock.Now())
 	}
 	return res, nil

@@ -228,11 +228,11 @@ func TestBeginDrain(t *testing.T) {
 	f := newFixture(t, domain.TopicConfig{HistorySize: 10, QueueSize: 10}, "orders")
 	w := brokertest.NewWaker()
 	sub := f.subscribe(t, "orders", "c1", w, 0).Sub
-	if !f.svc.Ready() {
-		t.Fatal("a new service is not ready")
+	if err := f.svc.Ready(t.Context()); err != nil {
+		t.Fatalf("a new service is not ready: %v", err)
 	}
 	f.svc.BeginDrain()
-	if f.svc.Ready() {
+	if f.svc.Ready(t.Context()) == nil {
 		t.Fatal("Ready() after BeginDrain")
 	}
 
@@ -294,7 +294,7 @@ func TestBeginDrain(t *testing.T) {
 		}
 	})
 	f.svc.BeginDrain() // a second signal changes nothing
-	if f.svc.Ready() {
+	if f.svc.Ready(t.Context()) == nil {
 		t.Fatal("Ready() after a second BeginDrain")
 	}
 }

@@ -139,6 +139,7 @@ func Check(stream []byte) ([]Object, error) {
 		objs = append(objs, o)
 	}
 	errs = append(errs, crossCheck(objs)...)
+	errs = append(errs, backplaneCheck(objs)...)
 	return objs, errors.Join(errs...)
 }
 

@@ -16,6 +16,7 @@ func TestCheckAcceptsValidManifests(t *testing.T) {
 	}{
 		{"valid.yaml", []string{"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"}},
 		{"minimal-valid.yaml", []string{"Deployment"}},
+		{"valid-backplane.yaml", []string{"Deployment", "PodDisruptionBudget", "StatefulSet", "Service", "NetworkPolicy"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -34,8 +35,9 @@ func TestCheckAcceptsValidManifests(t *testing.T) {
 	}
 }
 
-// Each broken file is minimal-valid.yaml (or valid.yaml's objects) with one
-// mistake; the check must report exactly that mistake and nothing else.
+// Each broken file is minimal-valid.yaml (or valid.yaml's or
+// valid-backplane.yaml's objects) with one mistake; the check must report
+// exactly that mistake and nothing else.
 func TestCheckRejectsBrokenManifests(t *testing.T) {
 	tests := []struct {
 		file string
@@ -53,6 +55,12 @@ func TestCheckRejectsBrokenManifests(t *testing.T) {
 		{"broken-not-restricted.yaml", `violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false`},
 		{"broken-probe-port.yaml", `livenessProbe.port: Not found: "htp"`},
 		{"broken-dangling-targetport.yaml", `Service/demo: targetPort "htp" is not a container port of Deployment/demo`},
+		{"broken-statefulset-service.yaml", `StatefulSet/demo-redis: serviceName "demo-redis": the governing Service must be headless`},
+		{"broken-replicas-memory-broker.yaml", `Deployment/demo: container demo: 2 replicas on the in-memory broker (PUBSUB_BROKER unset)`},
+		{"broken-pdb-min-available.yaml", `Deployment/demo: PodDisruptionBudget/demo sets minAvailable 2 for 3 replicas: use maxUnavailable`},
+		{"broken-redis-eviction.yaml", `StatefulSet/demo-redis: container redis: maxmemory-policy "allkeys-lru": pubsub needs noeviction`},
+		{"broken-redis-no-aof.yaml", `StatefulSet/demo-redis: container redis: appendonly "no": pubsub needs AOF`},
+		{"broken-redis-maxmemory.yaml", `StatefulSet/demo-redis: container redis: maxmemory 512mb is above 3/4 of the memory limit 600Mi`},
 	}
 	files, err := filepath.Glob("testdata/broken-*.yaml")
 	if err != nil {

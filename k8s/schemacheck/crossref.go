@@ -22,6 +22,47 @@ type pod struct {
 	spec      *corev1.PodSpec
 }
 
+// workload is an object that runs pods from a template: a Deployment or a
+// StatefulSet.
+type workload struct {
+	Object
+	namespace string
+	// replicas is what the object asks for; the API server's default of 1
+	// when the field is left out.
+	replicas int32
+	template *corev1.PodTemplateSpec
+}
+
+// workloads lists the Deployments and StatefulSets among objs.
+func workloads(objs []Object) []workload {
+	var out []workload
+	for _, o := range objs {
+		var (
+			ns       string
+			replicas *int32
+			tmpl     *corev1.PodTemplateSpec
+		)
+		switch v := o.Obj.(type) {
+		case *appsv1.Deployment:
+			ns, replicas, tmpl = v.Namespace, v.Spec.Replicas, &v.Spec.Template
+		case *appsv1.StatefulSet:
+			ns, replicas, tmpl = v.Namespace, v.Spec.Replicas, &v.Spec.Template
+		default:
+			continue
+		}
+		n := int32(1)
+		if replicas != nil {
+			n = *replicas
+		}
+		out = append(out, workload{Object: o, namespace: ns, replicas: n, template: tmpl})
+	}
+	return out
+}
+
+func (w workload) pod() pod {
+	return pod{owner: w.String(), namespace: w.namespace, labels: w.template.Labels, spec: &w.template.Spec}
+}
+
 // portNames lists the container port names a pod declares.
 func (p pod) portNames() []string {
 	var names []string
@@ -50,12 +91,12 @@ func crossCheck(objs []Object) []error {
 			byKind[kind] = map[string]bool{}
 		}
 		byKind[kind][m.GetNamespace()+"/"+m.GetName()] = true
-		switch v := o.Obj.(type) {
-		case *appsv1.Deployment:
-			pods = append(pods, pod{owner: o.String(), namespace: v.Namespace, labels: v.Spec.Template.Labels, spec: &v.Spec.Template.Spec})
-		case *corev1.Service:
+		if v, ok := o.Obj.(*corev1.Service); ok {
 			services = append(services, v)
 		}
+	}
+	for _, w := range workloads(objs) {
+		pods = append(pods, w.pod())
 	}
 	exists := func(kind, ns, name string) bool { return byKind[kind][ns+"/"+name] }
 
@@ -86,31 +127,51 @@ func crossCheck(objs []Object) []error {
 		}
 	}
 
+	for _, w := range workloads(objs) {
+		o, ns, spec := w.Object, w.namespace, &w.template.Spec
+		if sa := spec.ServiceAccountName; sa != "" && sa != "default" && !exists("ServiceAccount", ns, sa) {
+			fail(o, "serviceAccountName %q: ServiceAccount not in the rendered objects", sa)
+		}
+		for _, c := range spec.Containers {
+			for _, ef := range c.EnvFrom {
+				if r := ef.ConfigMapRef; r != nil && !isTrue(r.Optional) && !exists("ConfigMap", ns, r.Name) {
+					fail(o, "container %s: envFrom ConfigMap %q not in the rendered objects", c.Name, r.Name)
+				}
+				if r := ef.SecretRef; r != nil && !isTrue(r.Optional) && !exists("Secret", ns, r.Name) {
+					fail(o, "container %s: envFrom Secret %q not in the rendered objects", c.Name, r.Name)
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom == nil {
+					continue
+				}
+				if r := e.ValueFrom.ConfigMapKeyRef; r != nil && !isTrue(r.Optional) && !exists("ConfigMap", ns, r.Name) {
+					fail(o, "container %s: env %s: ConfigMap %q not in the rendered objects", c.Name, e.Name, r.Name)
+				}
+			}
+		}
+		// A StatefulSet's pods get their DNS names from a headless Service
+		// that must exist before they do.
+		if ss, ok := o.Obj.(*appsv1.StatefulSet); ok {
+			var governing *corev1.Service
+			for _, svc := range services {
+				if svc.Namespace == ns && svc.Name == ss.Spec.ServiceName {
+					governing = svc
+				}
+			}
+			switch {
+			case ss.Spec.ServiceName == "":
+				fail(o, "serviceName is empty: name the headless Service that governs the pods")
+			case governing == nil:
+				fail(o, "serviceName %q: Service not in the rendered objects", ss.Spec.ServiceName)
+			case governing.Spec.ClusterIP != corev1.ClusterIPNone:
+				fail(o, "serviceName %q: the governing Service must be headless (clusterIP: None)", ss.Spec.ServiceName)
+			}
+		}
+	}
+
 	for _, o := range objs {
 		switch v := o.Obj.(type) {
-		case *appsv1.Deployment:
-			spec := &v.Spec.Template.Spec
-			if sa := spec.ServiceAccountName; sa != "" && sa != "default" && !exists("ServiceAccount", v.Namespace, sa) {
-				fail(o, "serviceAccountName %q: ServiceAccount not in the rendered objects", sa)
-			}
-			for _, c := range spec.Containers {
-				for _, ef := range c.EnvFrom {
-					if r := ef.ConfigMapRef; r != nil && !isTrue(r.Optional) && !exists("ConfigMap", v.Namespace, r.Name) {
-						fail(o, "container %s: envFrom ConfigMap %q not in the rendered objects", c.Name, r.Name)
-					}
-					if r := ef.SecretRef; r != nil && !isTrue(r.Optional) && !exists("Secret", v.Namespace, r.Name) {
-						fail(o, "container %s: envFrom Secret %q not in the rendered objects", c.Name, r.Name)
-					}
-				}
-				for _, e := range c.Env {
-					if e.ValueFrom == nil {
-						continue
-					}
-					if r := e.ValueFrom.ConfigMapKeyRef; r != nil && !isTrue(r.Optional) && !exists("ConfigMap", v.Namespace, r.Name) {
-						fail(o, "container %s: env %s: ConfigMap %q not in the rendered objects", c.Name, e.Name, r.Name)
-					}
-				}
-			}
 		case *corev1.Service:
 			if len(v.Spec.Selector) == 0 {
 				continue // a selector-less Service has hand-managed endpoints
@@ -132,6 +193,22 @@ func crossCheck(objs []Object) []error {
 			selected := selectPods(v.Namespace, sel)
 			if len(selected) == 0 {
 				fail(o, "podSelector matches no pod template")
+			}
+			// A peer given by pod labels alone (no namespaceSelector) means
+			// pods of this namespace: one that matches none admits nobody.
+			for i, rule := range v.Spec.Ingress {
+				for j, peer := range rule.From {
+					if peer.PodSelector == nil || peer.NamespaceSelector != nil {
+						continue
+					}
+					peerSel, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+					if err != nil {
+						continue
+					}
+					if len(selectPods(v.Namespace, peerSel)) == 0 {
+						fail(o, "ingress[%d].from[%d].podSelector matches no pod template", i, j)
+					}
+				}
 			}
 			var ports []intstr.IntOrString
 			for _, rule := range v.Spec.Ingress {

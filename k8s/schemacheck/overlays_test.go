@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -17,8 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -121,11 +122,11 @@ func checkLabels(t *testing.T, objs []Object) {
 				t.Errorf("%s lacks label %s", o, l)
 			}
 		}
-		if d, ok := o.Obj.(*appsv1.Deployment); ok {
-			for _, l := range want {
-				if d.Spec.Template.Labels[l] == "" {
-					t.Errorf("%s pod template lacks label %s", o, l)
-				}
+	}
+	for _, w := range workloads(objs) {
+		for _, l := range []string{"app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"} {
+			if w.template.Labels[l] == "" {
+				t.Errorf("%s pod template lacks label %s", w, l)
 			}
 		}
 	}
@@ -215,23 +216,16 @@ func envValue(t *testing.T, objs []Object, c corev1.Container, name string) stri
 func lookupEnv(t *testing.T, objs []Object, c corev1.Container, name string) (string, bool) {
 	t.Helper()
 	for _, e := range c.Env {
-		if e.Name == name {
-			if e.ValueFrom != nil {
-				t.Fatalf("%s comes from %v, not a literal", name, e.ValueFrom)
-			}
-			return e.Value, true
+		if e.Name == name && e.ValueFrom != nil {
+			t.Fatalf("%s comes from %v, not a literal", name, e.ValueFrom)
 		}
 	}
-	for _, ef := range c.EnvFrom {
-		if ef.ConfigMapRef == nil {
-			continue
-		}
-		cm := find[*corev1.ConfigMap](t, objs, ef.ConfigMapRef.Name)
-		if v, ok := cm.Data[strings.TrimPrefix(name, ef.Prefix)]; ok {
-			return v, true
-		}
+	env, err := literalEnv(objs, c)
+	if err != nil {
+		t.Fatalf("container %s: %v", c.Name, err)
 	}
-	return "", false
+	v, ok := env[name]
+	return v, ok
 }
 
 // checkAdminListener: the service's admin listener defaults to loopback,
@@ -296,49 +290,19 @@ func TestProdOverlay(t *testing.T) {
 		t.Errorf("strategy %+v: want a rolling update with maxUnavailable 0 and a surge", d.Spec.Strategy)
 	}
 
-	c := d.Spec.Template.Spec.Containers[0]
-	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		if _, ok := c.Resources.Requests[res]; !ok {
-			t.Errorf("no %s request", res)
-		}
-		if _, ok := c.Resources.Limits[res]; !ok {
-			t.Errorf("no %s limit", res)
-		}
-	}
-	// GOMEMLIMIT is the soft target the GC works to stay under; it must sit
-	// below the hard limit at which the kernel kills the container.
-	memReq, memLim := c.Resources.Requests[corev1.ResourceMemory], c.Resources.Limits[corev1.ResourceMemory]
-	if memReq.Cmp(memLim) >= 0 {
-		t.Errorf("memory request %s must be below the limit %s (GOMEMLIMIT is taken from the request)", memReq.String(), memLim.String())
-	}
-	want := map[string]string{"GOMAXPROCS": "limits.cpu", "GOMEMLIMIT": "requests.memory"}
-	for _, e := range c.Env {
-		res, ok := want[e.Name]
-		if !ok {
-			continue
-		}
-		delete(want, e.Name)
-		ref := e.ValueFrom
-		if ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != res {
-			t.Errorf("%s must come from resourceFieldRef %s, got %+v", e.Name, res, ref)
-			continue
-		}
-		// Divisor 1: whole CPUs for GOMAXPROCS, plain bytes for GOMEMLIMIT.
-		if !ref.ResourceFieldRef.Divisor.Equal(resource.MustParse("1")) {
-			t.Errorf("%s divisor %s, want 1", e.Name, ref.ResourceFieldRef.Divisor.String())
-		}
-	}
-	for name := range want {
-		t.Errorf("%s is not set", name)
-	}
-
+	// Resources, the Go runtime and the memory bound: TestOverlaysPassReview.
 	checkProdAuth(t, objs, d)
-	checkMemoryBound(t, objs, c)
 
 	pdb := find[*policyv1.PodDisruptionBudget](t, objs, "pubsub")
 	if pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
 		t.Error("PodDisruptionBudget: an unready pod must never block a drain (unhealthyPodEvictionPolicy: AlwaysAllow)")
 	}
+	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
+		t.Errorf("PodDisruptionBudget: want maxUnavailable: 1 (one replica at a time), got minAvailable %v maxUnavailable %v", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)
+	}
+
+	checkProdReplicas(t, objs, d)
+	checkRedisComponent(t, objs)
 
 	sm := find[*monitoringv1.ServiceMonitor](t, objs, "pubsub")
 	svc := find[*corev1.Service](t, objs, "pubsub")
@@ -456,50 +420,6 @@ func checkProdAuth(t *testing.T, objs []Object, d *appsv1.Deployment) {
 	}
 }
 
-// checkMemoryBound recomputes the worst case the service's limits allow
-// (the README's formula) from the production settings, and holds it under
-// GOMEMLIMIT (the memory request) with 10% to spare. Every term is set in
-// the overlay rather than taken from the service's defaults, so the bound
-// is checked against what really runs and a default changing in the code
-// cannot move it unseen.
-func checkMemoryBound(t *testing.T, objs []Object, c corev1.Container) {
-	t.Helper()
-	const (
-		kib  = 1 << 10
-		mib  = 1 << 20
-		base = 30 * mib // runtime, code, telemetry, an idle service
-		// Measured: an idle connection holds 8.3 KiB (README, Performance), and a busy one
-		// its 16 KiB read and 16 KiB write allowances besides; a topic 1.25 KiB; a
-		// subscription about 300 B plus 8 B a queue slot once its queue has grown.
-		perConn     = 41 * kib
-		perTopic    = 1280
-		perSubscrpt = 320
-		perSlot     = 8
-	)
-	size := func(name string) int64 {
-		v := envValue(t, objs, c, name)
-		n, err := parseBytes(v)
-		if err != nil {
-			t.Fatalf("%s=%s: %v", name, v, err)
-		}
-		if n == 0 {
-			t.Fatalf("%s=0 means no limit: production memory would have no bound", name)
-		}
-		return n
-	}
-	conns := size("PUBSUB_MAX_CONNECTIONS")
-	worst := base + size("PUBSUB_MAX_EVENT_BYTES") + size("PUBSUB_MAX_BUFFER_BYTES") +
-		conns*(perConn+size("PUBSUB_MAX_REPLY_BYTES")) +
-		size("PUBSUB_MAX_TOPICS")*perTopic + size("PUBSUB_MAX_SUBSCRIPTIONS")*(perSubscrpt+perSlot*size("PUBSUB_MAX_QUEUE_SIZE"))
-	goMemLimit := c.Resources.Requests[corev1.ResourceMemory]
-	limit := c.Resources.Limits[corev1.ResourceMemory]
-	t.Logf("worst case %.1f MiB; GOMEMLIMIT %s, limit %s", float64(worst)/mib, goMemLimit.String(), limit.String())
-	if float64(worst) > 0.9*float64(goMemLimit.Value()) {
-		t.Errorf("worst case %.1f MiB is above 90%% of GOMEMLIMIT (%s): lower PUBSUB_MAX_* or raise the memory request and limit",
-			float64(worst)/mib, goMemLimit.String())
-	}
-}
-
 // parseBytes reads a byte count the way the service's configuration does:
 // a plain number or one with a KiB, MiB or GiB suffix.
 func parseBytes(s string) (int64, error) {
@@ -518,4 +438,188 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("not a byte count: %q", s)
 	}
 	return n * mult, nil
+}
+
+// redisSecret is the Secret the operator creates with the Redis URL (README:
+// "Several replicas on Redis"); the pods read its key url.
+const redisSecret = "pubsub-redis"
+
+// checkProdReplicas: production runs three replicas on the Redis broker,
+// reads the Redis address from the operator's Secret (and does not start
+// without it), and spreads the replicas over nodes and zones.
+func checkProdReplicas(t *testing.T, objs []Object, d *appsv1.Deployment) {
+	t.Helper()
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Errorf("prod runs %v replicas, want 3", d.Spec.Replicas)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if b := envValue(t, objs, c, "PUBSUB_BROKER"); b != "redis" {
+		t.Errorf("PUBSUB_BROKER=%s, want redis", b)
+	}
+	var url *corev1.SecretKeySelector
+	for _, e := range c.Env {
+		if e.Name == "PUBSUB_REDIS_URL" && e.ValueFrom != nil {
+			url = e.ValueFrom.SecretKeyRef
+		}
+	}
+	switch {
+	case url == nil:
+		t.Errorf("PUBSUB_REDIS_URL must come from the Secret %s (a URL may hold a password)", redisSecret)
+	case url.Name != redisSecret || url.Key != "url":
+		t.Errorf("PUBSUB_REDIS_URL from Secret %s key %s, want %s key url (the README's command creates that)", url.Name, url.Key, redisSecret)
+	case url.Optional == nil || *url.Optional:
+		t.Errorf("Secret %s must be optional: false, so a missing Secret stops the pod instead of starting it unconfigured", redisSecret)
+	}
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef != nil {
+			if _, inCM := find[*corev1.ConfigMap](t, objs, ef.ConfigMapRef.Name).Data[strings.TrimPrefix("PUBSUB_REDIS_URL", ef.Prefix)]; inCM {
+				t.Error("PUBSUB_REDIS_URL in a ConfigMap: a password in it would be in git")
+			}
+		}
+	}
+
+	// One replica per node at most (DoNotSchedule or a preference), and a
+	// preference across zones that never leaves a pod Pending.
+	spread := map[string]corev1.UnsatisfiableConstraintAction{}
+	for _, tsc := range d.Spec.Template.Spec.TopologySpreadConstraints {
+		sel, err := metav1.LabelSelectorAsSelector(tsc.LabelSelector)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("topology spread on %s: labelSelector %v does not select the pubsub pods", tsc.TopologyKey, tsc.LabelSelector)
+		}
+		if tsc.MaxSkew != 1 {
+			t.Errorf("topology spread on %s: maxSkew %d, want 1", tsc.TopologyKey, tsc.MaxSkew)
+		}
+		spread[tsc.TopologyKey] = tsc.WhenUnsatisfiable
+	}
+	if _, ok := spread["kubernetes.io/hostname"]; !ok {
+		t.Error("no topology spread over kubernetes.io/hostname: one node could hold every replica")
+	}
+	if w, ok := spread["topology.kubernetes.io/zone"]; !ok || w != corev1.ScheduleAnyway {
+		t.Errorf("topology spread over zones: %q, want ScheduleAnyway (a single-zone cluster must still schedule)", w)
+	}
+}
+
+// checkRedisComponent: the Redis of k8s/components/redis is what the
+// README and the Secret's URL (redis://pubsub-redis:6379/0) promise.
+func checkRedisComponent(t *testing.T, objs []Object) {
+	t.Helper()
+	ss := find[*appsv1.StatefulSet](t, objs, "pubsub-redis")
+	if ss.Spec.Replicas == nil || *ss.Spec.Replicas != 1 {
+		t.Errorf("Redis runs %v replicas, want a single primary", ss.Spec.Replicas)
+	}
+	spec := ss.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("Redis pod has %d containers, want 1", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if !strings.HasPrefix(c.Image, "redis:7.4@sha256:") {
+		t.Errorf("Redis image %q, want redis:7.4 pinned by digest", c.Image)
+	}
+	if sc := spec.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 999 || sc.FSGroup == nil || *sc.FSGroup != 999 {
+		t.Error("Redis pod must run as the image's redis user (999) with fsGroup 999, so its volume is writable")
+	}
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("Redis container must set readOnlyRootFilesystem: true")
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("Redis pod must set automountServiceAccountToken: false")
+	}
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[res]; !ok {
+			t.Errorf("Redis: no %s request", res)
+		}
+		if _, ok := c.Resources.Limits[res]; !ok {
+			t.Errorf("Redis: no %s limit", res)
+		}
+	}
+	settings, _ := redisArgs(c)
+	if settings["dir"] != "/data" {
+		t.Errorf("Redis --dir %q, want /data (the claim's mount)", settings["dir"])
+	}
+	var dataMounted bool
+	for _, m := range c.VolumeMounts {
+		for _, claim := range ss.Spec.VolumeClaimTemplates {
+			dataMounted = dataMounted || (m.Name == claim.Name && m.MountPath == settings["dir"] && !m.ReadOnly)
+		}
+	}
+	if !dataMounted {
+		t.Error("Redis data directory is not a writable volume from volumeClaimTemplates")
+	}
+	for name, p := range map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe} {
+		if p == nil || p.Exec == nil || !strings.Contains(strings.Join(p.Exec.Command, " "), "redis-cli -p 6379 ping") {
+			t.Errorf("Redis %s: want an exec probe running redis-cli ping", name)
+		}
+	}
+
+	svc := find[*corev1.Service](t, objs, "pubsub-redis")
+	if svc.Spec.ClusterIP == corev1.ClusterIPNone || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 6379 {
+		t.Errorf("Service pubsub-redis: want a ClusterIP Service on 6379 (the Secret's URL), got clusterIP %q ports %v", svc.Spec.ClusterIP, svc.Spec.Ports)
+	}
+
+	// Redis has no password: only pubsub pods may reach it.
+	np := find[*networkingv1.NetworkPolicy](t, objs, "pubsub-redis")
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil || !sel.Matches(labels.Set(ss.Spec.Template.Labels)) {
+		t.Error("NetworkPolicy pubsub-redis does not select the Redis pods")
+	}
+	pubsubPods := labels.Set(find[*appsv1.Deployment](t, objs, "pubsub").Spec.Template.Labels)
+	if len(np.Spec.Ingress) != 1 {
+		t.Fatalf("NetworkPolicy pubsub-redis: %d ingress rules, want 1 (pubsub pods to 6379)", len(np.Spec.Ingress))
+	}
+	rule := np.Spec.Ingress[0]
+	if len(rule.From) != 1 || rule.From[0].PodSelector == nil || rule.From[0].NamespaceSelector != nil || rule.From[0].IPBlock != nil {
+		t.Fatalf("NetworkPolicy pubsub-redis: from %+v, want the pubsub pods of this namespace only", rule.From)
+	}
+	from, err := metav1.LabelSelectorAsSelector(rule.From[0].PodSelector)
+	if err != nil || !from.Matches(pubsubPods) || from.Matches(labels.Set(ss.Spec.Template.Labels)) {
+		t.Errorf("NetworkPolicy pubsub-redis: from %v must select the pubsub pods", rule.From[0].PodSelector)
+	}
+	if len(rule.Ports) != 1 || rule.Ports[0].Port == nil || (rule.Ports[0].Port.String() != "redis" && rule.Ports[0].Port.IntValue() != 6379) {
+		t.Errorf("NetworkPolicy pubsub-redis: ports %v, want only the Redis port", rule.Ports)
+	}
+}
+
+// TestProdOverlayWithoutRedisComponent: the README's way to use a Redis of
+// one's own (delete the components: entry, put the URL in the Secret)
+// leaves a render that passes every check, with no Redis of ours in it and
+// the pods still reading the URL from the Secret.
+func TestProdOverlayWithoutRedisComponent(t *testing.T) {
+	src, err := filepath.Abs("../overlays/prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b := readFile(t, filepath.Join(src, e.Name()))
+		if e.Name() == "kustomization.yaml" {
+			text := string(b)
+			const entry = "  - ../../components/redis\n"
+			if !strings.Contains(text, entry) {
+				t.Fatalf("%s/kustomization.yaml has no %q entry to delete", src, entry)
+			}
+			text = strings.Replace(text, entry, "", 1)
+			// The copy lives elsewhere: point its bases at the originals
+			// (kustomize takes only relative paths).
+			for _, base := range []string{"../../base", "../../monitoring", "../../components/go-runtime"} {
+				rel, err := filepath.Rel(dir, filepath.Join(src, base))
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = strings.Replace(text, "  - "+base+"\n", "  - "+rel+"\n", 1)
+			}
+			b = []byte(text)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs := render(t, dir)
+	if n := count[*appsv1.StatefulSet](objs); n != 0 {
+		t.Errorf("%d StatefulSets without the component, want none", n)
+	}
+	checkProdReplicas(t, objs, find[*appsv1.Deployment](t, objs, "pubsub"))
 }

@@ -16,6 +16,7 @@ const (
 	rulesTestPath = "../monitoring/pubsub-rules.test.yaml"
 	generatedPath = "../monitoring/prometheusrule.yaml"
 	contractPath  = "../../telemetry/metrics.md"
+	readmePath    = "../../README.md"
 	// runbookBase is where the README's runbook sections are published;
 	// GitHub makes a heading's anchor its lower-cased text.
 	runbookBase = "https://github.com/pubsubd/pubsub/blob/main/README.md#"
@@ -193,6 +194,28 @@ func TestEveryAlertIsUnitTested(t *testing.T) {
 			}
 			if !silent[r.Alert] {
 				t.Errorf("%s: no promtool test where it stays silent", r.Alert)
+			}
+		}
+	}
+}
+
+// Every alert's runbook_url points at a README heading named after the
+// alert: the heading must exist, or on-call lands at the top of the page.
+func TestAlertRunbooksExist(t *testing.T) {
+	spec, err := ParseRules(readFile(t, rulesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	headings := map[string]bool{}
+	for line := range strings.SplitSeq(string(readFile(t, readmePath)), "\n") {
+		if h, ok := strings.CutPrefix(line, "### "); ok {
+			headings[strings.ToLower(strings.TrimSpace(h))] = true
+		}
+	}
+	for _, g := range spec.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" && !headings[strings.ToLower(r.Alert)] {
+				t.Errorf("%s: no \"### %s\" runbook heading in %s", r.Alert, r.Alert, readmePath)
 			}
 		}
 	}

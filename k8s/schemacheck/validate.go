@@ -50,7 +50,9 @@ func validateObject(obj runtime.Object) []error {
 		errs = append(errs, validateService(o)...)
 	case *appsv1.Deployment:
 		errs = append(errs, validateSelector(o.Spec.Selector, o.Spec.Template.Labels, field.NewPath("spec", "selector"))...)
-		errs = append(errs, validatePodTemplate(&o.Spec.Template, field.NewPath("spec", "template"))...)
+		errs = append(errs, validatePodTemplate(&o.Spec.Template, nil, field.NewPath("spec", "template"))...)
+	case *appsv1.StatefulSet:
+		errs = append(errs, validateStatefulSet(o)...)
 	case *policyv1.PodDisruptionBudget:
 		p := field.NewPath("spec")
 		if (o.Spec.MinAvailable == nil) == (o.Spec.MaxUnavailable == nil) {
@@ -173,7 +175,10 @@ func validatePortRef(ref intstr.IntOrString, p *field.Path) field.ErrorList {
 // validatePodTemplate checks the parts of a pod that fail only once the pod
 // runs (a probe on a port name no container declares never succeeds) plus
 // the restricted Pod Security profile.
-func validatePodTemplate(t *corev1.PodTemplateSpec, p *field.Path) field.ErrorList {
+//
+// claims names the volumes a StatefulSet's volumeClaimTemplates add to each
+// pod, which a container may mount beside the template's own volumes.
+func validatePodTemplate(t *corev1.PodTemplateSpec, claims []string, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, metav1validation.ValidateLabels(t.Labels, p.Child("metadata", "labels"))...)
 	spec := &t.Spec
@@ -184,6 +189,9 @@ func validatePodTemplate(t *corev1.PodTemplateSpec, p *field.Path) field.ErrorLi
 	volumes := map[string]bool{}
 	for _, v := range spec.Volumes {
 		volumes[v.Name] = true
+	}
+	for _, name := range claims {
+		volumes[name] = true
 	}
 	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
 	if spec.TerminationGracePeriodSeconds != nil {
@@ -264,6 +272,43 @@ func validatePodTemplate(t *corev1.PodTemplateSpec, p *field.Path) field.ErrorLi
 	if agg := psapolicy.AggregateCheckResults(results); !agg.Allowed {
 		errs = append(errs, field.Forbidden(sp, "violates PodSecurity \"restricted:latest\": "+agg.ForbiddenDetail()))
 	}
+	return errs
+}
+
+// validateStatefulSet applies the API server's rules a StatefulSet adds to
+// a pod template: a governing Service name, and claim templates that are
+// well formed and do not clash with the template's own volumes.
+func validateStatefulSet(o *appsv1.StatefulSet) field.ErrorList {
+	p := field.NewPath("spec")
+	var errs field.ErrorList
+	errs = append(errs, validateSelector(o.Spec.Selector, o.Spec.Template.Labels, p.Child("selector"))...)
+	if o.Spec.ServiceName != "" {
+		for _, msg := range validation.IsDNS1123Label(o.Spec.ServiceName) {
+			errs = append(errs, field.Invalid(p.Child("serviceName"), o.Spec.ServiceName, msg))
+		}
+	}
+	own := map[string]bool{}
+	for _, v := range o.Spec.Template.Spec.Volumes {
+		own[v.Name] = true
+	}
+	var claims []string
+	for i, c := range o.Spec.VolumeClaimTemplates {
+		cp := p.Child("volumeClaimTemplates").Index(i)
+		for _, msg := range validation.IsDNS1123Label(c.Name) {
+			errs = append(errs, field.Invalid(cp.Child("metadata", "name"), c.Name, msg))
+		}
+		if own[c.Name] {
+			errs = append(errs, field.Duplicate(cp.Child("metadata", "name"), c.Name))
+		}
+		if len(c.Spec.AccessModes) == 0 {
+			errs = append(errs, field.Required(cp.Child("spec", "accessModes"), ""))
+		}
+		if q, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]; !ok || q.Sign() <= 0 {
+			errs = append(errs, field.Required(cp.Child("spec", "resources", "requests", "storage"), "a claim must request a positive size"))
+		}
+		claims = append(claims, c.Name)
+	}
+	errs = append(errs, validatePodTemplate(&o.Spec.Template, claims, p.Child("template"))...)
 	return errs
 }
 

@@ -19,6 +19,7 @@ func All() []Board {
 		{File: "pubsub-overview.json", Build: Overview},
 		{File: "pubsub-backpressure.json", Build: Backpressure},
 		{File: "pubsub-runtime.json", Build: Runtime},
+		{File: "pubsub-backplane.json", Build: Backplane},
 	}
 }
 

@@ -2,7 +2,7 @@
 // SDK. The JSON files under dashboards/ are rendered from these definitions (see cmd/dashcheck
 // -write), and a test fails when the committed JSON drifts from what this package renders.
 //
-// Why code and not hand-edited JSON: the three boards share their variables, their datasource
+// Why code and not hand-edited JSON: the boards share their variables, their datasource
 // references, the namespace/pod selector and the exemplar settings of every latency query. In JSON
 // that is copy-paste over a couple of thousand lines, where one panel missing the pod matcher or
 // `exemplar: true` is invisible in review; here each is one helper, and the SDK builders only accept

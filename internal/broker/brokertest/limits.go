@@ -36,7 +36,7 @@ func testTopicCap(t *testing.T, newBroker Factory) {
 	b := newBroker(t, cfg)
 	mustCreate(t, b, "a", "b")
 	wantLimit(t, "a third topic", b.CreateTopic(t.Context(), "c"), domain.LimitTopics)
-	if n, _ := b.Counts(); n != 2 {
+	if n, _ := counts(t, b); n != 2 {
 		t.Fatalf("Counts topics = %d after a refusal, want 2", n)
 	}
 	if err := b.DeleteTopic(t.Context(), "a"); err != nil {
@@ -53,7 +53,7 @@ func testSubscriptionCap(t *testing.T, newBroker Factory) {
 	w := NewWaker()
 	live(t, b, "a", "c1", w)
 	live(t, b, "b", "c2", w)
-	_, err := b.Subscribe(t.Context(), "a", "c3", w, 0)
+	_, err := b.Subscribe(t.Context(), "a", domain.SubscribeSpec{ClientID: "c3", Owner: w})
 	wantLimit(t, "a third subscription", err, domain.LimitSubscriptions)
 	// A takeover replaces a subscription: it is not one more.
 	if res := mustSubscribe(t, b, "a", "c1", NewWaker(), 0); res.Replaced == nil {
@@ -63,7 +63,7 @@ func testSubscriptionCap(t *testing.T, newBroker Factory) {
 		t.Fatal(err)
 	}
 	live(t, b, "a", "c3", w)
-	if _, n := b.Counts(); n != 2 {
+	if _, n := counts(t, b); n != 2 {
 		t.Fatalf("Counts subscriptions = %d, want 2", n)
 	}
 }

@@ -4,11 +4,14 @@ package memory
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 
 	"github.com/pubsubd/pubsub/internal/domain"
 )
 
-// Broker keeps every topic in a domain.Registry.
+// Broker keeps every topic in a domain.Registry. It never does I/O, so none of its methods fails
+// for the engine's sake: the errors are the domain's.
 type Broker struct {
 	reg *domain.Registry
 }
@@ -18,10 +21,18 @@ func New(cfg domain.TopicConfig) *Broker {
 	return &Broker{reg: domain.NewRegistry(cfg)}
 }
 
-// CreateTopic creates a topic or fails with domain.KindExists.
+// CreateTopic creates a topic with a new random epoch or fails with domain.KindExists.
 func (b *Broker) CreateTopic(_ context.Context, name domain.TopicName) error {
-	_, err := b.reg.Create(name)
+	_, err := b.reg.Create(name, newEpoch())
 	return err
+}
+
+// newEpoch returns 64 random bits in hex. Random rather than a counter, so that a client resuming
+// against a restarted process (whose topics are new) is never told it recovered.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it crashes the program rather than return an error)
+	return hex.EncodeToString(b[:])
 }
 
 // DeleteTopic deletes a topic or fails with domain.KindNotFound.
@@ -38,13 +49,13 @@ func (b *Broker) Publish(_ context.Context, name domain.TopicName, msg domain.Me
 	return t.Publish(msg)
 }
 
-// Subscribe registers clientID on the topic.
-func (b *Broker) Subscribe(_ context.Context, name domain.TopicName, clientID string, owner domain.Waker, lastN int) (domain.SubscribeResult, error) {
+// Subscribe registers spec.ClientID on the topic and queues its replay (see domain.Topic.Subscribe).
+func (b *Broker) Subscribe(_ context.Context, name domain.TopicName, spec domain.SubscribeSpec) (domain.SubscribeResult, error) {
 	t, err := b.reg.Get(name)
 	if err != nil {
 		return domain.SubscribeResult{}, err
 	}
-	return t.Subscribe(clientID, owner, lastN)
+	return t.Subscribe(spec)
 }
 
 // Unsubscribe ends clientID's subscription to the topic, if any, for by (see domain.Topic.Unsubscribe).
@@ -65,7 +76,16 @@ func (b *Broker) Detach(sub *domain.Subscription) {
 }
 
 // Topics returns every topic's stats, sorted by name.
-func (b *Broker) Topics() []domain.TopicStats { return b.reg.Stats() }
+func (b *Broker) Topics(context.Context) ([]domain.TopicStats, error) { return b.reg.Stats(), nil }
 
-// Counts returns the number of topics and subscriptions.
-func (b *Broker) Counts() (int, int) { return b.reg.Counts() }
+// Counts returns the number of topics and subscriptions; this process is the whole cluster.
+func (b *Broker) Counts(context.Context) (topics, subscriptions int, err error) {
+	topics, subscriptions = b.reg.Counts()
+	return topics, subscriptions, nil
+}
+
+// LocalCounts returns the number of topics and subscriptions, with no I/O.
+func (b *Broker) LocalCounts() (topics, subscriptions int) { return b.reg.Counts() }
+
+// Ready is always nil: the engine is in the process and takes work as long as it runs.
+func (b *Broker) Ready(context.Context) error { return nil }

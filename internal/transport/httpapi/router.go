@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +39,9 @@ type Options struct {
 	API       service.API
 	Telemetry *telemetry.Telemetry
 	WS        http.Handler // serves /ws
-	Ready     func() bool  // /readyz
+	// Ready answers /readyz: nil when the process takes new work, else why not. It bounds its own
+	// wait on the engine (service.Service.Ready does).
+	Ready func(ctx context.Context) error
 	// Auth authenticates requests (nil: authentication is off). See auth.go.
 	Auth *auth.Authenticator
 	// MaxBodyBytes bounds REST request bodies: larger ones get 413 (0: 64 KiB).
@@ -88,7 +91,7 @@ func NewRouter(o Options) http.Handler {
 type handlers struct {
 	api     service.API
 	tel     *telemetry.Telemetry
-	ready   func() bool
+	ready   func(context.Context) error
 	maxBody int64
 	pageMax int
 	auth    *auth.Authenticator // nil: off
@@ -223,10 +226,14 @@ func (h *handlers) livez(w http.ResponseWriter, _ *http.Request) {
 	wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (h *handlers) readyz(w http.ResponseWriter, _ *http.Request) {
-	if h.ready != nil && !h.ready() {
-		wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "not ready: shutting down")
-		return
+// readyz answers 503 while the process is draining or its engine does not take work, so that the
+// Service sends new clients elsewhere; it is never a reason to restart the pod (that is /livez).
+func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
+	if h.ready != nil {
+		if err := h.ready(r.Context()); err != nil {
+			wire.WriteError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "not ready: "+err.Error())
+			return
+		}
 	}
 	wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -74,7 +74,13 @@ func newFixtureWith(t *testing.T, o httpapi.Options, wrap func(service.API) serv
 	}
 	// /ws belongs to the ws package, which this one must not import; a plain handler stands in.
 	o.WS = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUpgradeRequired) })
-	o.Telemetry, o.Ready = tel, f.ready.Load
+	o.Telemetry = tel
+	o.Ready = func(context.Context) error {
+		if f.ready.Load() {
+			return nil
+		}
+		return domain.Errorf(domain.KindUnavailable, "server is shutting down")
+	}
 	srv := httptest.NewServer(httpapi.NewRouter(o))
 	f.url = srv.URL
 	t.Cleanup(func() {

@@ -67,7 +67,7 @@ func parseFrames(t *testing.T, b []byte) []frame {
 func newTopic(t *testing.T, queue int, p domain.Policy) (*domain.Registry, *domain.Topic) {
 	t.Helper()
 	reg := domain.NewRegistry(domain.TopicConfig{HistorySize: 100, QueueSize: queue, Policy: p, Encoder: wire.EventEncoder})
-	top, err := reg.Create("orders")
+	top, err := reg.Create("orders", "epoch-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func publishN(t *testing.T, top *domain.Topic, n int) {
 
 func subscribeLive(t *testing.T, top *domain.Topic, id string, lastN int) *domain.Subscription {
 	t.Helper()
-	res, err := top.Subscribe(id, nopWaker{}, lastN)
+	res, err := top.Subscribe(domain.SubscribeSpec{ClientID: id, Owner: nopWaker{}, LastN: lastN})
 	if err != nil {
 		t.Fatal(err)
 	}

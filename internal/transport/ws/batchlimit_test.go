@@ -111,7 +111,7 @@ func TestBatchLimitRotates(t *testing.T) {
 func newTopic2(t *testing.T) (*domain.Registry, *domain.Topic) {
 	t.Helper()
 	reg, _ := newTopic(t, 1000, domain.DropOldest)
-	top, err := reg.Create("quiet")
+	top, err := reg.Create("quiet", "epoch-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func TestBatchTailCarriesTheEndNotice(t *testing.T) {
 	sub.Release()
 	publishSized(t, top, 1, 64<<10)
 	// Another owner takes the client id over: sub flushes its event, then ends.
-	if _, err := top.Subscribe("c", &otherWaker{}, 0); err != nil {
+	if _, err := top.Subscribe(domain.SubscribeSpec{ClientID: "c", Owner: &otherWaker{}}); err != nil {
 		t.Fatal(err)
 	}
 	b := batch{limit: 256 << 10, budget: domain.NewBudget(1)}

@@ -193,7 +193,7 @@ func flusher(t *testing.T, s *Server) *conn {
 // subscribeConn subscribes c to top, acked, as dispatch would.
 func subscribeConn(t *testing.T, c *conn, top *domain.Topic) *domain.Subscription {
 	t.Helper()
-	res, err := top.Subscribe("c", c, 0)
+	res, err := top.Subscribe(domain.SubscribeSpec{ClientID: "c", Owner: c})
 	if err != nil {
 		t.Fatal(err)
 	}
