@@ -31,6 +31,12 @@
 //     domain.LimitEventMemory taking no seq, and every byte comes back when the events leave;
 //     MaxTopics and MaxSubscriptions refuse one more with domain.LimitTopics and
 //     domain.LimitSubscriptions (a takeover is not one more). Refusals are domain.KindRateLimited.
+//   - Resume (issue #12): every subscribe reports the topic's epoch (the hex of at least 64 random
+//     bits, new at every create) and its latest seq. With Resume, when the epoch is the topic's,
+//     SinceSeq is not ahead of seq and every event after SinceSeq is still in the history and within
+//     RecoveryMax (0: HistorySize), exactly those events are queued and Recovered is true (none to
+//     queue when SinceSeq == seq); otherwise Recovered is false and nothing is queued. Resume wins
+//     over LastN, and a re-arm by the same owner follows the same rule.
 //
 // The suite never sleeps to synchronise: it waits on a Waker's channel with a deadline.
 package brokertest

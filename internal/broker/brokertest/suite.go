@@ -46,6 +46,11 @@ func Run(t *testing.T, newBroker Factory) {
 		{"history bounded by bytes", testHistoryBytes},
 		{"queue bounded by bytes", testQueueBytes},
 		{"event memory budget", testEventBudget},
+		{"subscribe reports epoch and seq", testAckEpochSeq},
+		{"resume from since_seq and epoch", testResume},
+		{"resume bounded by RecoveryMax", testResumeBound},
+		{"resume by the same owner re-arms", testResumeRearm},
+		{"resume after delete and create", testResumeRecreated},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newBroker) })

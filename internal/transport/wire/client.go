@@ -37,7 +37,12 @@ type Request struct {
 	Topic     domain.TopicName
 	ClientID  string
 	LastN     int
-	Message   domain.Message
+	// Resume (extension) is set when a subscribe carried since_seq: SinceSeq and Epoch then say
+	// what the client already has, and LastN is ignored.
+	Resume   bool
+	SinceSeq uint64
+	Epoch    string
+	Message  domain.Message
 	// TraceParent and TraceState are the W3C trace context the client sent, from message.headers
 	// or, failing that, from the frame's top level; empty when none.
 	TraceParent string
@@ -50,6 +55,8 @@ type rawFrame struct {
 	Topic       json.RawMessage `json:"topic"`
 	ClientID    json.RawMessage `json:"client_id"`
 	LastN       json.RawMessage `json:"last_n"`
+	SinceSeq    json.RawMessage `json:"since_seq"`
+	Epoch       json.RawMessage `json:"epoch"`
 	Message     json.RawMessage `json:"message"`
 	TraceParent json.RawMessage `json:"traceparent"`
 	TraceState  json.RawMessage `json:"tracestate"`
@@ -92,6 +99,8 @@ type typedFrame struct {
 	Topic       *string         `json:"topic"`
 	ClientID    limitedString   `json:"client_id"`
 	LastN       json.RawMessage `json:"last_n"`
+	SinceSeq    json.RawMessage `json:"since_seq"`
+	Epoch       limitedString   `json:"epoch"`
 	Message     *typedMessage   `json:"message"`
 	TraceParent *string         `json:"traceparent"`
 	TraceState  *string         `json:"tracestate"`
@@ -105,7 +114,8 @@ type typedMessage struct {
 
 // newTypedFrame returns a frame to decode into, its length-checked fields set to lim.
 func newTypedFrame(lim Limits) typedFrame {
-	return typedFrame{RequestID: limitedString{max: lim.id()}, ClientID: limitedString{max: lim.id()}}
+	return typedFrame{RequestID: limitedString{max: lim.id()}, ClientID: limitedString{max: lim.id()},
+		Epoch: limitedString{max: lim.id()}}
 }
 
 // request validates f in the same order, and with the same messages, as decodeByField.
@@ -155,6 +165,9 @@ func (f *typedFrame) request(lim Limits) (Request, error) {
 		}
 		if req.Type == TypeSubscribe {
 			if req.LastN, err = lastNField(f.LastN); err != nil {
+				return req, err
+			}
+			if err = resumeFields(f.SinceSeq, f.Epoch, &req, lim); err != nil {
 				return req, err
 			}
 		}
@@ -265,6 +278,15 @@ func decodeByField(data []byte, lim Limits) (Request, error) {
 			return req, err
 		}
 		if req.LastN, err = lastNField(raw.LastN); err != nil {
+			return req, err
+		}
+		var epoch limitedString
+		if raw.Epoch != nil && !isNull(raw.Epoch) {
+			if epoch, err = limitedField(raw.Epoch, "epoch", lim.id()); err != nil {
+				return req, err
+			}
+		}
+		if err = resumeFields(raw.SinceSeq, epoch, &req, lim); err != nil {
 			return req, err
 		}
 	case TypeUnsubscribe:
@@ -410,6 +432,45 @@ func lastNField(data json.RawMessage) (int, error) {
 		return math.MaxInt32, nil // more than any history holds: "the whole history"
 	}
 	return int(f), nil
+}
+
+// resumeFields reads since_seq and epoch (extension) into req. since_seq makes the subscribe a
+// resume; epoch is then required, since a seq means nothing without the topic's life it counts
+// in. An epoch without since_seq asks for nothing and is ignored.
+func resumeFields(sinceSeq json.RawMessage, epoch limitedString, req *Request, lim Limits) error {
+	if epoch.long {
+		return tooLong("epoch is longer than %d bytes", lim.id())
+	}
+	if sinceSeq == nil || isNull(sinceSeq) {
+		return nil
+	}
+	seq, err := sinceSeqField(sinceSeq)
+	if err != nil {
+		return err
+	}
+	if !epoch.set || epoch.s == "" {
+		return invalid("epoch is required with since_seq: send the epoch of the ack that gave you the seq")
+	}
+	req.Resume, req.SinceSeq, req.Epoch = true, seq, epoch.s
+	return nil
+}
+
+// sinceSeqField reads since_seq: an integer from 0 to 2^64-1. Digits alone are read exactly; a
+// JSON number in another form (5.0, 1e2) is accepted when it is an integer that a float64 holds
+// exactly (up to 2^53), so that a seq is never rounded into another one.
+func sinceSeqField(data json.RawMessage) (uint64, error) {
+	const msg = "since_seq must be an integer from 0 to 18446744073709551615"
+	if c := data[0]; c != '-' && (c < '0' || c > '9') {
+		return 0, invalid(msg)
+	}
+	if n, err := strconv.ParseUint(string(data), 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(string(data), 64)
+	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<53 || (f == 0 && !zeroDigits(data)) {
+		return 0, invalid(msg)
+	}
+	return uint64(f), nil
 }
 
 // zeroDigits reports whether every digit of the JSON number's mantissa is 0.

@@ -25,6 +25,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"ping","request_id":"r-4"}`,
 		`{"type":"publish","topic":"t","message":{"id":"` + testUUID + `","payload":null,"headers":{"traceparent":"` + testTP + `"}}}`,
 		`{"type":"subscribe","topic":"t","client_id":"c","last_n":1e400}`,
+		`{"type":"subscribe","topic":"t","client_id":"c","since_seq":18446744073709551615,"epoch":"ab","last_n":2}`,
+		`{"type":"subscribe","topic":"t","client_id":"c","since_seq":-0,"epoch":""}`,
+		`{"type":"subscribe","topic":"t","client_id":"c","since_seq":1e2,"epoch":7}`,
 		`[]`,
 		``,
 	} {

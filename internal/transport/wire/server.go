@@ -2,6 +2,7 @@ package wire
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -109,6 +110,36 @@ func AppendAck(b []byte, requestID *string, topic string, now time.Time) []byte 
 		b = appendString(b, topic)
 	}
 	b = append(b, `,"status":"ok",`...)
+	b = appendTS(b, now)
+	return append(b, '}')
+}
+
+// SubscribeAck is what a subscribe ack says beyond AppendAck's fields (extension): the topic's
+// epoch and seq, and, for a resume, whether it recovered.
+type SubscribeAck struct {
+	Epoch     string
+	Seq       uint64
+	Resumed   bool // the subscribe carried since_seq: recovered is written
+	Recovered bool
+}
+
+// AppendSubscribeAck appends the ack of a subscribe: AppendAck's frame with epoch, seq and, for a
+// resume, recovered after status, so that a client that reads only the old fields sees them as
+// before.
+func AppendSubscribeAck(b []byte, requestID *string, topic string, a SubscribeAck, now time.Time) []byte {
+	b = append(b, `{"type":"ack"`...)
+	b = appendRequestID(b, requestID)
+	b = append(b, `,"topic":`...)
+	b = appendString(b, topic)
+	b = append(b, `,"status":"ok","epoch":`...)
+	b = appendString(b, a.Epoch)
+	b = append(b, `,"seq":`...)
+	b = appendUint(b, a.Seq)
+	if a.Resumed {
+		b = append(b, `,"recovered":`...)
+		b = strconv.AppendBool(b, a.Recovered)
+	}
+	b = append(b, ',')
 	b = appendTS(b, now)
 	return append(b, '}')
 }

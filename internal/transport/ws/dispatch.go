@@ -100,7 +100,8 @@ func (c *conn) subscribe(ctx context.Context, req wire.Request) {
 	if !c.maySubscribe(ctx, req) {
 		return
 	}
-	res, err := c.s.api.Subscribe(ctx, service.SubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, LastN: req.LastN, Owner: c})
+	res, err := c.s.api.Subscribe(ctx, service.SubscribeRequest{Topic: req.Topic, ClientID: req.ClientID, LastN: req.LastN, Owner: c,
+		Resume: req.Resume, SinceSeq: req.SinceSeq, Epoch: req.Epoch})
 	if err != nil {
 		if c.refusedTakeover(ctx, req, err) {
 			return
@@ -115,7 +116,8 @@ func (c *conn) subscribe(ctx context.Context, req wire.Request) {
 		c.logf(ctx, slog.LevelInfo, "subscription taken over from another connection", "topic", string(req.Topic), "client_id", req.ClientID)
 	}
 	// The subscription's replay and events are held until this ack is in a batch.
-	c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now()), release: res.Sub})
+	ack := wire.SubscribeAck{Epoch: res.Epoch, Seq: res.Seq, Resumed: res.Resumed, Recovered: res.Recovered}
+	c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendSubscribeAck(nil, req.RequestID, string(req.Topic), ack, time.Now()), release: res.Sub})
 }
 
 func (c *conn) ack(req wire.Request) {
