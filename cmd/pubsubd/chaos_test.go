@@ -1,0 +1,328 @@
+//go:build linux
+
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pubsubd/pubsub/internal/broker/redis/redistest"
+)
+
+// The chaos tests: while publishers on every replica keep publishing and subscribers on every
+// replica keep reading, something fails: Redis is killed and restarted, its pub/sub connections
+// are cut, it is paused past every timeout, a replica is killed and restarted. Each asserts, with
+// the invariant checker, that no acknowledged message is lost for the subscribers that keep up,
+// and that every gap is announced.
+
+// chaosPace is each publisher's interval: about 100 publishes/s per replica, so a run stays far
+// inside the history (clusterHistory per topic) even while a replica is down for the heartbeat
+// TTL, and a resume always recovers.
+const chaosPace = 10 * time.Millisecond
+
+// chaosBefore and chaosAfter are the acked publishes awaited before the fault and after the
+// cluster is back: the fault strikes mid-run, and the run goes on after it.
+const (
+	chaosBefore = 90
+	chaosAfter  = 90
+)
+
+// chaosRun is one chaos test: a cluster with ropts, three topics, two subscribers and one
+// publisher per replica; fault runs mid-run and returns once the cluster is back. It checks the
+// invariant for every subscriber and topic, and returns the workload for the test's own checks.
+func chaosRun(t *testing.T, bin string, ropts redistest.Options, fault func(ctx context.Context, c *cluster, w *workload)) *workload {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	t.Cleanup(cancel)
+	c := startCluster(ctx, t, bin, 3, ropts)
+	topics := []string{"chaos-a", "chaos-b", "chaos-c"}
+	c.createTopics(ctx, topics)
+	w := newWorkload(topics)
+	for i, r := range c.reps {
+		for j := range 2 {
+			s, err := startSubscriber(ctx, fmt.Sprintf("sub-%d-%d", i, j), r.wsURL(), topics)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.close)
+			w.subs = append(w.subs, s)
+		}
+	}
+	for i, r := range c.reps {
+		p, err := w.startPublisher(ctx, fmt.Sprintf("pub-%d", i), r.wsURL(), chaosPace, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.halt)
+		w.pubs = append(w.pubs, p)
+	}
+	if err := w.waitAcked(ctx, chaosBefore); err != nil {
+		t.Fatal(err)
+	}
+	before := w.ackedCount()
+	fault(ctx, c, w)
+	if t.Failed() {
+		return w
+	}
+	during := w.ackedCount() - before
+	if err := w.waitAcked(ctx, w.ackedCount()+chaosAfter); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range w.pubs {
+		p.halt()
+		if p.err != nil {
+			t.Error(p.err)
+		}
+		t.Log(p.summary())
+	}
+	t.Logf("%d publishes acked before the fault, %d while it lasted, %d in all", before, during, w.ackedCount())
+	w.check(ctx, t, w.finalHistory(ctx, t, c.reps[0]))
+	return w
+}
+
+// finalHistory reads every topic's history through r once the publishers are done.
+func (w *workload) finalHistory(ctx context.Context, t *testing.T, r *replica) map[string]history {
+	t.Helper()
+	out := make(map[string]history, len(w.topics))
+	for _, topic := range w.topics {
+		out[topic] = w.finalHistoryOf(ctx, t, r, topic)
+	}
+	return out
+}
+
+func (w *workload) finalHistoryOf(ctx context.Context, t *testing.T, r *replica, topic string) history {
+	t.Helper()
+	h, err := readHistory(ctx, r.wsURL(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// check waits until every subscriber has reached each topic's top and runs the checker on each
+// stream: every acked message must also be in the history (the store lost nothing it acked).
+func (w *workload) check(ctx context.Context, t *testing.T, hist map[string]history) []verdict {
+	t.Helper()
+	tops := make(map[string]uint64, len(hist))
+	seqOf := make(map[string]uint64)
+	for topic, h := range hist {
+		tops[topic] = h.top
+		for id, seq := range h.seqOf {
+			seqOf[id] = seq
+		}
+		for id := range w.ackedOf(topic) {
+			if _, ok := h.seqOf[id]; !ok {
+				t.Errorf("%s: acked message %s is not in the topic's history: the store lost it", topic, id)
+			}
+		}
+	}
+	for _, s := range w.subs {
+		if err := s.waitReached(ctx, tops); err != nil {
+			var at []string
+			for topic := range tops {
+				at = append(at, fmt.Sprintf("%s at %d of %d", topic, s.last(topic), tops[topic]))
+			}
+			t.Fatalf("%v (%s)", err, strings.Join(at, ", "))
+		}
+		for _, topic := range w.topics {
+			for _, f := range s.stream(topic) {
+				if f.Type == "event" {
+					seqOf[f.id()] = f.Seq
+				}
+			}
+		}
+	}
+	var out []verdict
+	for _, s := range w.subs {
+		s.mu.Lock()
+		err := s.err
+		s.mu.Unlock()
+		if err != nil {
+			t.Error(err)
+		}
+		for _, topic := range w.topics {
+			v := checkStream(s.stream(topic), w.ackedOf(topic), seqOf)
+			if len(v.violations) > 0 {
+				t.Errorf("%s, %s: %s", s.name, topic, v)
+			} else if v.gaps+v.discontinuities+v.drops+v.resumes > 0 {
+				t.Logf("%s, %s: %s", s.name, topic, v)
+			}
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// stayedConnected checks that no client lost its connection: the replicas kept serving theirs
+// through the fault.
+func (w *workload) stayedConnected(t *testing.T) {
+	t.Helper()
+	for _, s := range w.subs {
+		s.mu.Lock()
+		n := s.reconnects
+		s.mu.Unlock()
+		if n > 0 {
+			t.Errorf("%s lost its connection %d times: a Redis failure must not cost a replica its clients", s.name, n)
+		}
+	}
+	for _, p := range w.pubs {
+		p.mu.Lock()
+		n := p.reconnects
+		p.mu.Unlock()
+		if n > 0 {
+			t.Errorf("%s lost its connection %d times: a Redis failure must not cost a replica its clients", p.name, n)
+		}
+	}
+}
+
+// Redis killed with SIGKILL mid-run and restarted on the same port from its AOF. With appendfsync
+// always every write Redis acknowledged (so every publish a replica acked) is in the AOF before
+// the reply, and survives: the checker may then require every acked message in the history.
+// (With everysec an acked write may not survive a kill: see redistest.Options.FsyncAlways.)
+func testChaosRedisKilled(t *testing.T, bin string) {
+	w := chaosRun(t, bin, redistest.Options{FsyncAlways: true}, func(ctx context.Context, c *cluster, w *workload) {
+		if err := c.redis.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.reps {
+			c.waitReady(ctx, r, false)
+		}
+		if err := c.redis.RestartWith(c.ropts); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.reps {
+			c.waitReady(ctx, r, true)
+		}
+	})
+	w.stayedConnected(t)
+}
+
+// Every pub/sub connection of Redis closed (CLIENT KILL TYPE pubsub), twice, mid-run: each
+// replica must notice, resubscribe and repair what it missed from the history.
+func testChaosClientKill(t *testing.T, bin string) {
+	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
+		for range 2 {
+			n, err := c.redis.KillPubSubClients()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n < len(c.reps) {
+				t.Fatalf("CLIENT KILL TYPE pubsub closed %d connections, want at least one per replica (%d)", n, len(c.reps))
+			}
+			// Back when every replica has its pub/sub connection again, and publishes go on.
+			eventually(ctx, t, "every replica's pub/sub connection back", c.watched(), func() (bool, string) {
+				v, err := c.redis.Do("CLIENT", "LIST", "TYPE", "pubsub")
+				if err != nil {
+					return false, err.Error()
+				}
+				n := 0
+				if v != "" {
+					n = strings.Count(strings.TrimSpace(v), "\n") + 1
+				}
+				return n >= len(c.reps), fmt.Sprintf("%d pub/sub connections", n)
+			})
+			if err := w.waitAcked(ctx, w.ackedCount()+30); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	w.stayedConnected(t)
+}
+
+// Redis paused (SIGSTOP) for longer than the replicas' Redis timeout, then continued: meanwhile
+// publishes fail fast (an error, never an ack), /readyz is 503 on every replica and /livez 200,
+// and the clients' connections stay open; after, /readyz is 200 again and publishes are acked.
+func testChaosRedisPaused(t *testing.T, bin string) {
+	var probes []*peer
+	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
+		for _, r := range c.reps {
+			p, err := dial(ctx, "probe-"+r.name, r.wsURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.close)
+			probes = append(probes, p)
+		}
+		pausedAt := time.Now()
+		if err := c.redis.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.reps {
+			c.waitReady(ctx, r, false) // and /livez 200 at every look
+		}
+		for i, p := range probes {
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			_, reply, err := p.publish(pctx, w.topics[0], "while Redis is paused")
+			cancel()
+			if err != nil || reply.Type != "error" {
+				t.Errorf("publish on %s while Redis is paused: %s %v; want an error reply, fast", c.reps[i].name, reply, err)
+			}
+		}
+		// The pause is the fault under test: it lasts past several Redis timeouts, whatever the
+		// checks above took, so every timeout of the replicas has fired.
+		if rest := 3*clusterRedisTimeout - time.Since(pausedAt); rest > 0 {
+			<-time.After(rest)
+		}
+		if err := c.redis.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.reps {
+			c.waitReady(ctx, r, true)
+		}
+		for i, p := range probes {
+			eventually(ctx, t, "a publish acked on "+c.reps[i].name+" after the pause", c.watched(), func() (bool, string) {
+				_, reply, err := p.publish(ctx, w.topics[0], "after the pause")
+				return err == nil && reply.Type == "ack", fmt.Sprintf("%s %v", reply, err)
+			})
+		}
+	})
+	w.stayedConnected(t)
+	for _, p := range probes {
+		if p.isClosed() {
+			t.Errorf("%s: connection closed (%v): a Redis pause must not cost a replica its clients", p.name, p.closeErr())
+		}
+	}
+}
+
+// One replica killed (SIGKILL) mid-run and restarted on the same address: its clients reconnect
+// and resume with since_seq and epoch (recovered:true, nothing lost, nothing twice), the other
+// replicas' subscribers see no loss, and the dead replica leaves the /stats subscriber sums
+// within the heartbeat TTL.
+func testChaosReplicaKilled(t *testing.T, bin string) {
+	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
+		victim := c.reps[2]
+		survivor := c.reps[0]
+		c.waitSubscribers(ctx, survivor, w.topics, 2*len(c.reps))
+		killedAt := time.Now()
+		victim.kill(t)
+		// The deadline is the TTL and a margin for a loaded machine: the sums must forget the dead
+		// replica by its heartbeat's expiry, not by anything slower.
+		tctx, cancel := context.WithTimeout(ctx, heartbeatTTL+10*time.Second)
+		c.waitSubscribers(tctx, survivor, w.topics, 2*(len(c.reps)-1))
+		cancel()
+		t.Logf("the dead replica left the /stats sums %s after its kill (heartbeat TTL %s)", time.Since(killedAt).Round(100*time.Millisecond), heartbeatTTL)
+		c.start(victim)
+		c.waitReady(ctx, victim, true)
+		for _, r := range c.reps {
+			c.waitSubscribers(ctx, r, w.topics, 2*len(c.reps))
+		}
+	})
+	for _, s := range w.subs {
+		s.mu.Lock()
+		n := s.reconnects
+		s.mu.Unlock()
+		onVictim := strings.HasPrefix(s.name, "sub-2-")
+		if onVictim && n == 0 || !onVictim && n > 0 {
+			t.Errorf("%s reconnected %d times; only the killed replica's clients reconnect", s.name, n)
+		}
+		for _, topic := range w.topics {
+			v := checkStream(s.stream(topic), nil, nil)
+			if onVictim && v.resumes != n {
+				t.Errorf("%s, %s: %d recovered resumes for %d reconnects", s.name, topic, v.resumes, n)
+			}
+		}
+	}
+}
