@@ -86,7 +86,7 @@ func TestBackplaneSpans(t *testing.T) {
 		found = true
 		attrs := map[string]string{}
 		for _, a := range s.Attributes() {
-			attrs[string(a.Key)] = a.Value.Emit()
+			attrs[string(a.Key)] = a.Value.String()
 		}
 		if attrs["db.system.name"] != "redis" || attrs["db.operation.name"] != "publish" || s.Parent().SpanID() != parent.SpanContext().SpanID() {
 			t.Fatalf("span attributes %v, parent %v", attrs, s.Parent())

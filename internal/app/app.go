@@ -25,6 +25,7 @@ import (
 
 	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/broker/memory"
+	"github.com/pubsubd/pubsub/internal/broker/redis"
 	"github.com/pubsubd/pubsub/internal/config"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
@@ -68,6 +69,7 @@ type App struct {
 	log      *slog.Logger
 	tel      *telemetry.Telemetry
 	svc      *service.Service
+	engine   io.Closer // the Redis engine, closed after the drain; nil with the memory engine
 	ws       *ws.Server
 	app      *http.Server
 	admin    *http.Server // nil when the admin listener is off
@@ -109,12 +111,17 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, &config.Error{Msg: err.Error()}
 	}
-	broker := memory.New(domain.TopicConfig{
+	topicCfg := domain.TopicConfig{
 		HistorySize: cfg.HistorySize, QueueSize: cfg.MaxQueueSize, Policy: cfg.OverflowPolicy, Encoder: wire.EventEncoder,
 		HistoryBytes: cfg.Limits.HistoryMaxBytes, QueueBytes: cfg.Limits.QueueMaxBytes,
 		Events:    domain.NewBudget(cfg.Limits.EventMaxBytes),
 		MaxTopics: cfg.Limits.MaxTopics, MaxSubscriptions: cfg.Limits.MaxSubscriptions,
-	})
+	}
+	broker, engine, err := newBroker(cfg, topicCfg, tel)
+	if err != nil {
+		_ = tel.Shutdown(context.Background())
+		return nil, err
+	}
 	svc := service.New(broker, service.Options{Observer: tel.Observer()})
 	var api service.API = tel.Instrument(svc, wire.CodeOf)
 	if opts.WrapAPI != nil {
@@ -146,7 +153,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	errorLog := slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn)
 	a := &App{
 		cfg: cfg, version: opts.Version, revision: opts.Revision,
-		log: tel.Logger, tel: tel, svc: svc, ws: wsServer,
+		log: tel.Logger, tel: tel, svc: svc, ws: wsServer, engine: engine,
 		app: &http.Server{
 			Handler: httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready, Auth: authn,
 				MaxBodyBytes: cfg.Limits.MaxBodyBytes, ListPageMax: cfg.Limits.ListPageMax}),
@@ -166,6 +173,32 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			ReadTimeout: time.Minute, IdleTimeout: time.Minute, ErrorLog: errorLog}
 	}
 	return a, nil
+}
+
+// newBroker builds the engine cfg chooses: memory (the default), or Redis, whose replica id then
+// names every log record of the process. It returns the engine's closer (nil for memory). A Redis
+// that cannot be reached at start is an error (not a configuration error: exit status 1).
+func newBroker(cfg config.Config, topicCfg domain.TopicConfig, tel *telemetry.Telemetry) (service.Broker, io.Closer, error) {
+	if !cfg.Backplane.Redis() {
+		return memory.New(topicCfg), nil, nil
+	}
+	replica := cfg.Backplane.ReplicaID
+	if replica == "" {
+		replica = redis.DefaultReplicaID()
+	}
+	tel.Logger = tel.Logger.With("replica", replica)
+	tel.Refusals = telemetry.NewRefusalLog(tel.Logger, 10, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*orDefault(cfg.Backplane.RedisTimeout, 2*time.Second))
+	defer cancel()
+	e, err := redis.New(ctx, topicCfg, redis.Options{
+		URL: cfg.Backplane.RedisURL, SentinelMaster: cfg.Backplane.SentinelMaster, SentinelAddrs: cfg.Backplane.SentinelAddrs,
+		Timeout: cfg.Backplane.RedisTimeout, Replica: replica,
+		Observer: tel.Backplane(), Logger: tel.Logger,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis engine: %w", err)
+	}
+	return e, e, nil
 }
 
 // Telemetry returns the process's telemetry (its registry, logger and tracer), for tests.
@@ -361,6 +394,14 @@ func (a *App) shutdown(ctx context.Context, ln, adminLn net.Listener) error {
 	}
 	if ln != nil {
 		_ = ln.Close() // bound but never served: http.Server does not know it
+	}
+
+	// The connections are drained: the engine's subscriptions are gone with them. It stops its
+	// goroutines and takes this replica's counts out of Redis.
+	if a.engine != nil {
+		if err := a.engine.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("engine: %w", err))
+		}
 	}
 
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)

@@ -86,7 +86,7 @@ func backplaneSettings() []setting {
 func checkRedisURL(v string) error {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		return errors.New("accepted values are redis://[user:password@]host:port[/db] or rediss://...")
+		return errors.New("accepted values are redis://[user:password@]host:port[/db] or the same with rediss://")
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" {
 		for _, r := range db {

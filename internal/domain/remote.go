@@ -151,6 +151,9 @@ type AttachSpec struct {
 	// replica) holds events: the replay then includes every event after it, so that the client
 	// id's stream goes on with nothing lost and nothing twice. 0: no such subscription.
 	Released uint64
+	// Lead, when set, is a notice the replay starts with: the engine's word for events after
+	// Released that it could not read back any more (a gap).
+	Lead *Event
 	// Recoverable is false when the engine knows a resume cannot be recovered whatever the
 	// window holds (another epoch, more missing than the recovery bound).
 	Recoverable bool
@@ -240,6 +243,9 @@ func (t *Topic) Attach(spec AttachSpec) (SubscribeResult, error) {
 			charged += ev.size
 			ev.budget = t.cfg.Events
 		}
+	}
+	if spec.Lead != nil {
+		replay = append([]*Event{spec.Lead}, replay...)
 	}
 	for _, ev := range replay {
 		ev.hold(1)

@@ -26,6 +26,7 @@ type follower struct {
 	gaps       [][2]uint64
 	violations []string
 	end        domain.EndReason
+	lost       uint64 // events discarded by the end, as the batch that ended it reported
 	stop       chan struct{}
 	done       chan struct{}
 }
@@ -54,7 +55,7 @@ func (f *follower) run() {
 			f.take(b)
 			if b.End != domain.Live || b.Overflow {
 				f.mu.Lock()
-				f.end = b.End
+				f.end, f.lost = b.End, b.Lost
 				f.mu.Unlock()
 				return
 			}
@@ -123,6 +124,12 @@ func (f *follower) waitFor(t *testing.T, seq uint64) {
 
 // waitEnd waits until the follower's subscription has ended, and returns why.
 func (f *follower) waitEnd(t *testing.T) domain.EndReason {
+	end, _ := f.waitEndLost(t)
+	return end
+}
+
+// waitEndLost is waitEnd that also returns how many queued events the end discarded.
+func (f *follower) waitEndLost(t *testing.T) (domain.EndReason, uint64) {
 	t.Helper()
 	select {
 	case <-f.done:
@@ -131,7 +138,7 @@ func (f *follower) waitEnd(t *testing.T) domain.EndReason {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.end
+	return f.end, f.lost
 }
 
 // check stops the follower and fails the test on any violation of the invariant.

@@ -86,8 +86,11 @@ func encodeEvent(topic domain.TopicName, msg domain.Message, now time.Time, enc 
 	// The size a receiver will charge: the frame with a seq as long as the mark at most, the
 	// headers, and the payload when it is not inside the frame.
 	p := msg.Payload[:len(msg.Payload):len(msg.Payload)] // a receiver holds exactly its bytes
-	ev := domain.NewEvent(topic, 0, now, domain.Message{ID: msg.ID, Payload: p, Headers: msg.Headers},
-		frameBuffer(len(pre), len(post)), at >= 0)
+	var fb []byte
+	if len(pre)+len(post) > 0 {
+		fb = frameBuffer(len(pre), len(post))
+	}
+	ev := domain.NewEvent(topic, 0, now, domain.Message{ID: msg.ID, Payload: p, Headers: msg.Headers}, fb, at >= 0)
 	return encoded{body: b, size: ev.Size()}, nil
 }
 
@@ -151,7 +154,11 @@ func decodeEvent(topic domain.TopicName, seq uint64, body []byte) (*domain.Event
 			msg.Headers[string(k)] = string(d.string())
 		}
 	}
-	at := int(d.uvarint()) - 1
+	atv := d.uvarint()
+	if atv > uint64(len(body)) {
+		return nil, errBadEncoding
+	}
+	at := int(atv) - 1
 	var payload []byte
 	plen := 0
 	if at < 0 {
@@ -159,7 +166,11 @@ func decodeEvent(topic domain.TopicName, seq uint64, body []byte) (*domain.Event
 		payload = make([]byte, len(src)) // exactly its bytes: the size the publisher charged
 		copy(payload, src)
 	} else {
-		plen = int(d.uvarint())
+		pl := d.uvarint()
+		if pl > uint64(len(body)) {
+			return nil, errBadEncoding
+		}
+		plen = int(pl)
 	}
 	pre, post := d.string(), d.string()
 	if d.err != nil {

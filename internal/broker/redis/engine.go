@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,8 +131,8 @@ func clientOption(o Options) (rueidis.ClientOption, error) {
 // Goroutines: the pub/sub feed (one, owning the dedicated connection and its reconnects), the
 // heartbeat (one), and one worker per topic with local subscribers, which alone delivers that
 // topic's events to the local queues (so they reach them in seq order). The pub/sub callback only
-// hands messages to the workers' bounded inboxes. mu guards topics; each topic's state says what
-// its worker owns.
+// hands messages to the workers' bounded inboxes. mu guards topics (no I/O is done under it) and
+// the writes of index; each topic's state says what its worker owns.
 type Engine struct {
 	cfg     domain.TopicConfig
 	opts    Options
@@ -145,6 +145,9 @@ type Engine struct {
 
 	mu     sync.Mutex
 	topics map[domain.TopicName]*topicState
+	// index is topics for readers that must never wait: the pub/sub callback, which must not
+	// block behind a subscribe holding mu, and publishers. Written under mu with topics.
+	index sync.Map // domain.TopicName -> *topicState
 
 	ready struct {
 		sync.Mutex
@@ -182,7 +185,10 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 		return nil, err
 	}
 	e.wg.Add(1)
-	go e.heartbeatLoop()
+	go func() {
+		defer e.wg.Done()
+		e.survive("heartbeat", e.heartbeatLoop)
+	}()
 	e.obs.Up(true)
 	return e, nil
 }
@@ -206,6 +212,32 @@ func (e *Engine) Close() error {
 		e.client.Close()
 	})
 	return nil
+}
+
+// survive runs f until it returns without panicking. A panic is logged with its stack and counted
+// as an anomaly, and f starts again after a pause (unless the engine stops): one bad message never
+// stops a topic's worker, the heartbeat or the probe, and never the process. The state f works on
+// stays as it was; a message lost to the panic is repaired like any other missed message.
+func (e *Engine) survive(what string, f func()) {
+	for !e.protect(what, f) {
+		select {
+		case <-e.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (e *Engine) protect(what string, f func()) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.log.Error("backplane panic recovered", "where", what, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			e.obs.Anomaly()
+			ok = false
+		}
+	}()
+	f()
+	return true
 }
 
 // call runs one Redis call with the timeout and the observer's span and latency.
@@ -371,7 +403,23 @@ func (e *Engine) Subscribe(ctx context.Context, name domain.TopicName, spec doma
 	if err != nil {
 		return domain.SubscribeResult{}, err
 	}
-	aspec := domain.AttachSpec{SubscribeSpec: spec, Read: r.events, ReadTop: r.top, Released: released,
+	var lead *domain.Event
+	if released > 0 && !spec.Resume && released < r.top {
+		// The old subscription ended at released; the history must still hold what followed, or
+		// the client is told what it will not get.
+		first := r.top + 1
+		for _, ev := range r.events {
+			if ev.Seq > released {
+				first = ev.Seq
+				break
+			}
+		}
+		if first > released+1 {
+			lead = gapNotice(name, released+1, first-1)
+			e.obs.GapAnnounced()
+		}
+	}
+	aspec := domain.AttachSpec{SubscribeSpec: spec, Read: r.events, ReadTop: r.top, Released: released, Lead: lead,
 		Recoverable: spec.Resume && spec.Epoch == r.epoch && r.top >= spec.SinceSeq && r.top-spec.SinceSeq <= uint64(e.recoveryMax())}
 	var res domain.SubscribeResult
 	err = st.run(ctx, func() error {
@@ -699,7 +747,6 @@ func (e *Engine) clusterSubscribers(ctx context.Context) (map[domain.TopicName]i
 // heartbeatLoop writes this replica's subscriber counts with a TTL and its heartbeat, so the
 // cluster's sums forget a replica that crashed within three intervals.
 func (e *Engine) heartbeatLoop() {
-	defer e.wg.Done()
 	t := time.NewTicker(e.opts.Heartbeat)
 	defer t.Stop()
 	for {
@@ -762,12 +809,3 @@ func (e *Engine) heartbeat() {
 
 // Replicas returns how many replicas had a fresh heartbeat at the last look.
 func (e *Engine) Replicas() int { return int(e.replicas.Load()) }
-
-// redactedURL is the URL without its password, for logs.
-func redactedURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return ""
-	}
-	return u.Redacted()
-}

@@ -70,8 +70,11 @@ func (f *feed) start(ctx context.Context) error {
 		return unavailable(err)
 	}
 	f.e.wg.Add(2)
-	go f.run(conn, cancel, lost)
-	go f.prober()
+	go f.run(cancel, lost)
+	go func() {
+		defer f.e.wg.Done()
+		f.e.survive("probe", f.prober)
+	}()
 	return nil
 }
 
@@ -168,7 +171,7 @@ func (f *feed) wait(ctx context.Context, channel string) error {
 }
 
 // run keeps a connection up until the engine stops.
-func (f *feed) run(conn rueidis.DedicatedClient, cancel func(), lost <-chan error) {
+func (f *feed) run(cancel func(), lost <-chan error) {
 	defer f.e.wg.Done()
 	backoff := 50 * time.Millisecond
 	for {
@@ -184,12 +187,12 @@ func (f *feed) run(conn rueidis.DedicatedClient, cancel func(), lost <-chan erro
 		}
 		f.mu.Lock()
 		f.conn = nil
-		for ch, c := range f.confirmed {
-			if f.isDone[ch] { // confirmed on the old connection: not on the next one yet
+		// A channel confirmed on the old connection is not on the next one yet; one still waited
+		// for keeps its channel, which the next connection's confirmation closes.
+		for ch, done := range f.isDone {
+			if done {
 				f.confirmed[ch] = make(chan struct{})
 				f.isDone[ch] = false
-			} else {
-				_ = c // still waited for: the next connection's confirmation closes it
 			}
 		}
 		f.mu.Unlock()
@@ -207,8 +210,7 @@ func (f *feed) run(conn rueidis.DedicatedClient, cancel func(), lost <-chan erro
 			}
 			backoff = min(2*backoff, 2*time.Second)
 			var ok bool
-			conn, cancel, lost, ok = f.redial()
-			if ok {
+			if cancel, lost, ok = f.redial(); ok {
 				break
 			}
 		}
@@ -217,7 +219,7 @@ func (f *feed) run(conn rueidis.DedicatedClient, cancel func(), lost <-chan erro
 
 // redial makes a new connection and resubscribes every channel in batches, then asks every topic
 // to check its top.
-func (f *feed) redial() (rueidis.DedicatedClient, func(), <-chan error, bool) {
+func (f *feed) redial() (func(), <-chan error, bool) {
 	start := time.Now()
 	conn, cancel := f.e.client.Dedicate()
 	lost := conn.SetPubSubHooks(f.hooks())
@@ -240,7 +242,7 @@ func (f *feed) redial() (rueidis.DedicatedClient, func(), <-chan error, bool) {
 			f.conn = nil
 			f.mu.Unlock()
 			cancel()
-			return nil, nil, nil, false
+			return nil, nil, false
 		}
 	}
 	ctx, c := context.WithTimeout(context.Background(), f.e.opts.Timeout)
@@ -251,7 +253,7 @@ func (f *feed) redial() (rueidis.DedicatedClient, func(), <-chan error, bool) {
 		f.conn = nil
 		f.mu.Unlock()
 		cancel()
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	f.lastRecv.Store(time.Now().UnixNano())
 	f.e.obs.Reconnected()
@@ -259,13 +261,12 @@ func (f *feed) redial() (rueidis.DedicatedClient, func(), <-chan error, bool) {
 	f.e.obs.Up(true)
 	f.e.log.Info("backplane pub/sub connection restored", "channels", len(channels), "took", time.Since(start))
 	f.e.resyncAll()
-	return conn, cancel, lost, true
+	return cancel, lost, true
 }
 
 // prober checks an idle connection: no message for ProbeIdle, then a probe on the node channel
 // whose echo must come within the timeout, or the connection is replaced.
 func (f *feed) prober() {
-	defer f.e.wg.Done()
 	t := time.NewTicker(max(f.e.opts.ProbeIdle/4, 10*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -333,10 +334,7 @@ func (f *feed) onProbe(msg string) {
 // probe or the takeover protocol. It never blocks.
 func (e *Engine) dispatch(channel, msg string) {
 	if name, ok := e.keys.topicOf(channel); ok {
-		e.mu.Lock()
-		st := e.topics[name]
-		e.mu.Unlock()
-		if st != nil {
+		if st := e.lookup(name); st != nil {
 			st.offer([]byte(msg))
 		}
 		return

@@ -167,7 +167,11 @@ func (e *Engine) evict(id, from, clientID string, name domain.TopicName) {
 	if st := e.lookup(name); st != nil {
 		_ = st.run(ctx, func() error {
 			if st.local != nil && !st.gone {
-				_, seq = st.local.Evict(clientID)
+				// No subscription here (its connection closed): the new one has nothing to
+				// continue, so it starts as any subscribe does (released 0).
+				if ok, at := st.local.Evict(clientID); ok {
+					seq = at
+				}
 			}
 			return nil
 		})

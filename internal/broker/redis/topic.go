@@ -41,6 +41,7 @@ type topicState struct {
 	ctrl     chan func()
 	wake     chan struct{}
 	done     chan struct{} // closed when the worker has stopped (the state is gone)
+	added    chan struct{} // closed once the channel is asked of the feed (by the state's creator)
 	overflow atomic.Bool   // the callback dropped a message: read the history up to the top
 	resync   atomic.Bool   // the pub/sub connection was replaced: check the top
 
@@ -65,14 +66,15 @@ type topicState struct {
 func newTopicState(e *Engine, name domain.TopicName) *topicState {
 	return &topicState{e: e, name: name, channel: e.keys.channel(name),
 		inbox: make(chan []byte, e.opts.InboxSize), ctrl: make(chan func()), wake: make(chan struct{}, 1),
-		done: make(chan struct{}), waiters: make(map[uint64]chan delivery)}
+		done: make(chan struct{}), added: make(chan struct{}), waiters: make(map[uint64]chan delivery)}
 }
 
 // lookup returns the state of name, or nil when this replica does not follow it.
 func (e *Engine) lookup(name domain.TopicName) *topicState {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.topics[name]
+	if v, ok := e.index.Load(name); ok {
+		return v.(*topicState)
+	}
+	return nil
 }
 
 // join returns the state of name, creating it (and its worker, and the channel's subscription)
@@ -81,17 +83,33 @@ func (e *Engine) lookup(name domain.TopicName) *topicState {
 func (e *Engine) join(ctx context.Context, name domain.TopicName) (*topicState, error) {
 	e.mu.Lock()
 	st := e.topics[name]
-	if st == nil {
+	created := st == nil
+	if created {
 		st = newTopicState(e, name)
 		e.topics[name] = st
-		e.feed.add(st.channel)
+		e.index.Store(name, st)
 		e.wg.Add(1)
-		go st.loop()
+		go func() {
+			defer e.wg.Done()
+			defer close(st.done)
+			e.survive("topic worker", st.loop)
+		}()
 	}
 	st.joining++
 	e.mu.Unlock()
+	if created {
+		// Outside mu: the SUBSCRIBE is written to the network.
+		e.feed.add(st.channel)
+		close(st.added)
+	}
 	wctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
+	select {
+	case <-st.added:
+	case <-wctx.Done():
+		e.leave(st)
+		return nil, unavailable(wctx.Err())
+	}
 	if err := e.feed.wait(wctx, st.channel); err != nil {
 		e.leave(st)
 		return nil, unavailable(err)
@@ -149,8 +167,6 @@ func (st *topicState) offer(msg []byte) {
 
 // loop is the worker.
 func (st *topicState) loop() {
-	defer st.e.wg.Done()
-	defer close(st.done)
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	armed := false
@@ -224,6 +240,7 @@ func (st *topicState) remove() bool {
 	}
 	if e.topics[st.name] == st {
 		delete(e.topics, st.name)
+		e.index.Delete(st.name)
 	}
 	st.removed = true
 	e.mu.Unlock()
@@ -478,22 +495,27 @@ func (st *topicState) catchUp() bool {
 
 // gap tells every local subscriber that events from..to will not be delivered.
 func (st *topicState) gap(from, to uint64) {
-	now := time.Now()
-	b := make([]byte, 0, 96+len(st.name))
-	b = append(b, `{"type":"info","topic":"`...)
-	b = append(b, st.name...)
-	b = append(b, `","msg":"gap","from_seq":`...)
-	b = strconv.AppendUint(b, from, 10)
-	b = append(b, `,"to_seq":`...)
-	b = strconv.AppendUint(b, to, 10)
-	b = appendTS(b, now)
-	st.local.Announce(domain.NewNotice(st.name, now, b), to)
+	st.local.Announce(gapNotice(st.name, from, to), to)
 	st.e.obs.GapAnnounced()
 	st.e.log.Warn("backplane gap announced", "topic", string(st.name), "from_seq", from, "to_seq", to)
 	for s := from; s <= to && s-from < recentDeliveries; s++ {
 		st.record(delivery{seq: s})
 	}
 	st.record(delivery{seq: to})
+}
+
+// gapNotice is the info frame that tells a subscriber events from..to of topic will not come.
+func gapNotice(topic domain.TopicName, from, to uint64) *domain.Event {
+	now := time.Now()
+	b := make([]byte, 0, 96+len(topic))
+	b = append(b, `{"type":"info","topic":"`...)
+	b = append(b, topic...)
+	b = append(b, `","msg":"gap","from_seq":`...)
+	b = strconv.AppendUint(b, from, 10)
+	b = append(b, `,"to_seq":`...)
+	b = strconv.AppendUint(b, to, 10)
+	b = appendTS(b, now)
+	return domain.NewNotice(topic, now, b)
 }
 
 // discontinuity tells every local subscriber that the stream it followed ended and the topic goes
