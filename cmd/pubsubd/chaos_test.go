@@ -5,6 +5,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -233,8 +234,9 @@ func testChaosClientKill(t *testing.T, bin string) {
 }
 
 // Redis paused (SIGSTOP) for longer than the replicas' Redis timeout, then continued: meanwhile
-// publishes fail fast (an error, never an ack), /readyz is 503 on every replica and /livez 200,
-// and the clients' connections stay open; after, /readyz is 200 again and publishes are acked.
+// publishes, creates and deletes fail fast (an error, never an ack), /readyz is 503 on every
+// replica, /livez 200 throughout, and the clients' connections stay open; after, /readyz is 200
+// again and publishes are acked.
 func testChaosRedisPaused(t *testing.T, bin string) {
 	var probes []*peer
 	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
@@ -246,12 +248,16 @@ func testChaosRedisPaused(t *testing.T, bin string) {
 			t.Cleanup(p.close)
 			probes = append(probes, p)
 		}
+		if status, body, err := c.rest(ctx, http.MethodPost, c.reps[0].url("/topics"), map[string]string{"name": "chaos-spare"}); err != nil || status != http.StatusCreated {
+			t.Fatalf("POST /topics chaos-spare: %d %s %v", status, body, err)
+		}
+		stopLivez := watchLivez(c)
 		pausedAt := time.Now()
 		if err := c.redis.Pause(); err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range c.reps {
-			c.waitReady(ctx, r, false) // and /livez 200 at every look
+			c.waitReady(ctx, r, false)
 		}
 		for i, p := range probes {
 			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
@@ -260,6 +266,14 @@ func testChaosRedisPaused(t *testing.T, bin string) {
 			if err != nil || reply.Type != "error" {
 				t.Errorf("publish on %s while Redis is paused: %s %v; want an error reply, fast", c.reps[i].name, reply, err)
 			}
+		}
+		// Creates and deletes too: 503 UNAVAILABLE within the client's timeout, not a hang. (Redis
+		// may still run them once it continues: a refused request is not known to be undone.)
+		if status, body, err := c.rest(ctx, http.MethodPost, c.reps[1].url("/topics"), map[string]string{"name": "chaos-during-pause"}); err != nil || status != http.StatusServiceUnavailable {
+			t.Errorf("POST /topics while Redis is paused: %d %s %v; want 503", status, body, err)
+		}
+		if status, body, err := c.rest(ctx, http.MethodDelete, c.reps[2].url("/topics/chaos-spare"), nil); err != nil || status != http.StatusServiceUnavailable {
+			t.Errorf("DELETE /topics/chaos-spare while Redis is paused: %d %s %v; want 503", status, body, err)
 		}
 		// The pause is the fault under test: it lasts past several Redis timeouts, whatever the
 		// checks above took, so every timeout of the replicas has fired.
@@ -271,6 +285,9 @@ func testChaosRedisPaused(t *testing.T, bin string) {
 		}
 		for _, r := range c.reps {
 			c.waitReady(ctx, r, true)
+		}
+		if failures := stopLivez(); len(failures) > 0 {
+			t.Errorf("/livez must answer 200 whatever Redis does: %s", strings.Join(failures, "; "))
 		}
 		for i, p := range probes {
 			eventually(ctx, t, "a publish acked on "+c.reps[i].name+" after the pause", c.watched(), func() (bool, string) {
@@ -324,5 +341,34 @@ func testChaosReplicaKilled(t *testing.T, bin string) {
 				t.Errorf("%s, %s: %d recovered resumes for %d reconnects", s.name, topic, v.resumes, n)
 			}
 		}
+	}
+}
+
+// watchLivez asks every replica's /livez in a loop until the returned stop is called, which
+// returns every answer that was not 200.
+func watchLivez(c *cluster) (stop func() []string) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	var failures []string
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, r := range c.reps {
+				if got := httpStatus(c.http, r.url("/livez")); got != http.StatusOK && len(failures) < 10 {
+					failures = append(failures, fmt.Sprintf("%s answered %d", r.name, got))
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []string {
+		close(done)
+		<-finished
+		return failures
 	}
 }
