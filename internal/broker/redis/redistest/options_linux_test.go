@@ -35,3 +35,38 @@ func TestStartWithFsyncAlways(t *testing.T) {
 		}
 	}
 }
+
+// A copy of the AOF restored after a kill gives a Redis that lost every write made after the copy.
+func TestRestoreAOFLosesLaterWrites(t *testing.T) {
+	opts := redistest.Options{FsyncAlways: true}
+	srv, err := redistest.StartWith(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	if _, err := srv.Do("SET", "k", "before"); err != nil {
+		t.Fatal(err)
+	}
+	snap := t.TempDir()
+	if err := srv.CopyAOF(snap); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Do("SET", "k", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RestoreAOF(snap); err == nil {
+		t.Fatal("RestoreAOF on a running server: no error")
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RestoreAOF(snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RestartWith(opts); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := srv.Do("GET", "k"); err != nil || v != "before" {
+		t.Fatalf("GET k = %q, %v after restoring the copy; want before", v, err)
+	}
+}
