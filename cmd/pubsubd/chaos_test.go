@@ -31,14 +31,22 @@ const (
 	chaosAfter  = 90
 )
 
-// chaosRun is one chaos test: a cluster with ropts, three topics, two subscribers and one
-// publisher per replica; fault runs mid-run and returns once the cluster is back. It checks the
-// invariant for every subscriber and topic, and returns the workload for the test's own checks.
-func chaosRun(t *testing.T, bin string, ropts redistest.Options, fault func(ctx context.Context, c *cluster, w *workload)) *workload {
+// chaosOptions change a chaos run.
+type chaosOptions struct {
+	redis redistest.Options
+	// storeLoses says the fault makes Redis lose acknowledged writes: the final history is then
+	// not required to hold every acked message (the subscribers must have been told instead).
+	storeLoses bool
+}
+
+// chaosRun is one chaos test: a cluster, three topics, two subscribers and one publisher per
+// replica; fault runs mid-run and returns once the cluster is back. It checks the invariant for
+// every subscriber and topic, and returns the workload for the test's own checks.
+func chaosRun(t *testing.T, bin string, opts chaosOptions, fault func(ctx context.Context, c *cluster, w *workload)) *workload {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	t.Cleanup(cancel)
-	c := startCluster(ctx, t, bin, 3, ropts)
+	c := startCluster(ctx, t, bin, 3, opts.redis)
 	topics := []string{"chaos-a", "chaos-b", "chaos-c"}
 	c.createTopics(ctx, topics)
 	w := newWorkload(topics)
@@ -80,7 +88,8 @@ func chaosRun(t *testing.T, bin string, ropts redistest.Options, fault func(ctx 
 		t.Log(p.summary())
 	}
 	t.Logf("%d publishes acked before the fault, %d while it lasted, %d in all", before, during, w.ackedCount())
-	w.check(ctx, t, w.finalHistory(ctx, t, c.reps[0]))
+	w.final = w.finalHistory(ctx, t, c.reps[0])
+	w.check(ctx, t, w.final, !opts.storeLoses)
 	return w
 }
 
@@ -104,8 +113,9 @@ func (w *workload) finalHistoryOf(ctx context.Context, t *testing.T, r *replica,
 }
 
 // check waits until every subscriber has reached each topic's top and runs the checker on each
-// stream: every acked message must also be in the history (the store lost nothing it acked).
-func (w *workload) check(ctx context.Context, t *testing.T, hist map[string]history) []verdict {
+// stream. With stored, every acked message must also be in the history (the store lost nothing
+// it acked).
+func (w *workload) check(ctx context.Context, t *testing.T, hist map[string]history, stored bool) []verdict {
 	t.Helper()
 	tops := make(map[string]uint64, len(hist))
 	seqOf := make(map[string]uint64)
@@ -115,7 +125,7 @@ func (w *workload) check(ctx context.Context, t *testing.T, hist map[string]hist
 			seqOf[id] = seq
 		}
 		for id := range w.ackedOf(topic) {
-			if _, ok := h.seqOf[id]; !ok {
+			if _, ok := h.seqOf[id]; !ok && stored {
 				t.Errorf("%s: acked message %s is not in the topic's history: the store lost it", topic, id)
 			}
 		}
@@ -184,7 +194,7 @@ func (w *workload) stayedConnected(t *testing.T) {
 // the reply, and survives: the checker may then require every acked message in the history.
 // (With everysec an acked write may not survive a kill: see redistest.Options.FsyncAlways.)
 func testChaosRedisKilled(t *testing.T, bin string) {
-	w := chaosRun(t, bin, redistest.Options{FsyncAlways: true}, func(ctx context.Context, c *cluster, w *workload) {
+	w := chaosRun(t, bin, chaosOptions{redis: redistest.Options{FsyncAlways: true}}, func(ctx context.Context, c *cluster, w *workload) {
 		if err := c.redis.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +214,7 @@ func testChaosRedisKilled(t *testing.T, bin string) {
 // Every pub/sub connection of Redis closed (CLIENT KILL TYPE pubsub), twice, mid-run: each
 // replica must notice, resubscribe and repair what it missed from the history.
 func testChaosClientKill(t *testing.T, bin string) {
-	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
+	w := chaosRun(t, bin, chaosOptions{}, func(ctx context.Context, c *cluster, w *workload) {
 		for range 2 {
 			n, err := c.redis.KillPubSubClients()
 			if err != nil {
@@ -239,7 +249,7 @@ func testChaosClientKill(t *testing.T, bin string) {
 // again and publishes are acked.
 func testChaosRedisPaused(t *testing.T, bin string) {
 	var probes []*peer
-	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
+	w := chaosRun(t, bin, chaosOptions{}, func(ctx context.Context, c *cluster, w *workload) {
 		for _, r := range c.reps {
 			p, err := dial(ctx, "probe-"+r.name, r.wsURL())
 			if err != nil {
@@ -309,7 +319,7 @@ func testChaosRedisPaused(t *testing.T, bin string) {
 // replicas' subscribers see no loss, and the dead replica leaves the /stats subscriber sums
 // within the heartbeat TTL.
 func testChaosReplicaKilled(t *testing.T, bin string) {
-	w := chaosRun(t, bin, redistest.Options{}, func(ctx context.Context, c *cluster, w *workload) {
+	w := chaosRun(t, bin, chaosOptions{}, func(ctx context.Context, c *cluster, w *workload) {
 		victim := c.reps[2]
 		survivor := c.reps[0]
 		c.waitSubscribers(ctx, survivor, w.topics, 2*len(c.reps))
@@ -370,5 +380,56 @@ func watchLivez(c *cluster) (stop func() []string) {
 		close(done)
 		<-finished
 		return failures
+	}
+}
+
+// Redis restarted having lost acknowledged writes (from a copy of its AOF made mid-run, as a
+// failover to a lagging replica or a crash under appendfsync everysec leaves it): every topic's
+// seq goes back below what the replicas delivered. Every subscriber must be told, with a
+// discontinuity, that the stream it followed ended, and then follow the topic's new epoch; no
+// seq may name two messages for a subscriber without a discontinuity between them.
+func testChaosRedisLosesWrites(t *testing.T, bin string) {
+	w := chaosRun(t, bin, chaosOptions{redis: redistest.Options{FsyncAlways: true}, storeLoses: true}, func(ctx context.Context, c *cluster, w *workload) {
+		snap := t.TempDir()
+		if err := c.redis.CopyAOF(snap); err != nil {
+			t.Fatal(err)
+		}
+		// Acked writes the copy does not have, on every topic: a few, so that after the restart the
+		// publishers soon bring the seqs back up past what the replicas delivered.
+		if err := w.waitAckedEach(ctx, w.ackedPer(), 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.redis.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.redis.RestoreAOF(snap); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.redis.RestartWith(c.ropts); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.reps {
+			c.waitReady(ctx, r, true)
+		}
+	})
+	for _, s := range w.subs {
+		for _, topic := range w.topics {
+			// The epochs the subscriber was told of, in order: one new epoch per loss, never one
+			// it was told had ended, and the last the topic's own.
+			var epochs []string
+			for _, f := range s.stream(topic) {
+				if f.Type == "info" && f.Msg == "discontinuity" {
+					epochs = append(epochs, f.Epoch)
+				}
+			}
+			switch {
+			case len(epochs) == 0:
+				t.Errorf("%s, %s: the topic's seq went back and no discontinuity was announced", s.name, topic)
+			case epochs[len(epochs)-1] != w.final[topic].epoch:
+				t.Errorf("%s, %s: discontinuities to epochs %v, but the topic's epoch is %s", s.name, topic, epochs, w.final[topic].epoch)
+			case len(epochs) > 1:
+				t.Errorf("%s, %s: one loss announced as %d discontinuities, to epochs %v", s.name, topic, len(epochs), epochs)
+			}
+		}
 	}
 }

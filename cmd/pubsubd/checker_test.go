@@ -51,8 +51,10 @@ func TestCheckStream(t *testing.T) {
 			ev("2", "b"), ev("3", "c"), ev("4", "d")}, acked: all},
 		{name: "an event after topic_deleted", frames: []string{ack, ev("1", "a"), `{"type":"info","topic":"t","msg":"topic_deleted"}`, ev("2", "b")},
 			acked: map[string]bool{"a": true}, violation: "after topic_deleted"},
-		{name: "a discontinuity starts a new base", frames: []string{ack, ev("1", "a"), `{"type":"info","topic":"t","msg":"discontinuity","epoch":"e2"}`, ev("3", "c")},
-			acked: map[string]bool{"a": true, "b": true, "c": true}, lost: 1},
+		{name: "a discontinuity starts a new stream", frames: []string{ack, ev("1", "a"), ev("2", "b"), `{"type":"info","topic":"t","msg":"discontinuity","epoch":"e2"}`, ev("2", "x"), ev("3", "c")},
+			acked: map[string]bool{"a": true, "b": true, "c": true, "d": true, "lost": true}, lost: 2},
+		{name: "SLOW_CONSUMER lets the seq jump ahead", frames: []string{ack, ev("1", "a"), `{"type":"error","topic":"t","error":{"code":"SLOW_CONSUMER","message":"dropped 2 messages"}}`, ev("4", "d")},
+			acked: all, lost: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

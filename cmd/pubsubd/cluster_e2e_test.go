@@ -81,7 +81,7 @@ func testEndToEnd(t *testing.T, bin string) {
 			t.Fatalf("%s: the topic's seq is %d after %d acked publishes, all there were", topic, hist[topic].top, n)
 		}
 	}
-	for _, v := range w.check(ctx, t, hist) {
+	for _, v := range w.check(ctx, t, hist, true) {
 		if v.gaps+v.discontinuities+v.drops+v.announcedLost > 0 {
 			t.Errorf("with nothing failing nothing may be lost, even announced: %s", v)
 		}

@@ -74,6 +74,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Run("PubSubClientsKilled", func(t *testing.T) { testChaosClientKill(t, bin) })
 		t.Run("RedisPaused", func(t *testing.T) { testChaosRedisPaused(t, bin) })
 		t.Run("ReplicaKilledAndRestarted", func(t *testing.T) { testChaosReplicaKilled(t, bin) })
+		t.Run("RedisLosesAcknowledgedWrites", func(t *testing.T) { testChaosRedisLosesWrites(t, bin) })
 	})
 }
 

@@ -603,8 +603,9 @@ type workload struct {
 	n      int
 	change broadcast
 
-	subs []*subscriber
-	pubs []*publisher
+	subs  []*subscriber
+	pubs  []*publisher
+	final map[string]history // each topic's history once the publishers stopped (chaosRun sets it)
 }
 
 func newWorkload(topics []string) *workload {
@@ -629,6 +630,30 @@ func (w *workload) ackedCount() int {
 // waitAcked waits until at least n publishes have been acked in all.
 func (w *workload) waitAcked(ctx context.Context, n int) error {
 	return w.change.until(ctx, fmt.Sprintf("%d acked publishes", n), func() bool { return w.ackedCount() >= n })
+}
+
+// ackedPer returns how many publishes to each topic were acked so far.
+func (w *workload) ackedPer() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.topics))
+	for _, t := range w.ackedM {
+		out[t]++
+	}
+	return out
+}
+
+// waitAckedEach waits until at least n more publishes to every topic than in since have been acked.
+func (w *workload) waitAckedEach(ctx context.Context, since map[string]int, n int) error {
+	return w.change.until(ctx, fmt.Sprintf("%d more acked publishes to every topic", n), func() bool {
+		now := w.ackedPer()
+		for _, t := range w.topics {
+			if now[t] < since[t]+n {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // ackedOf returns the acked message ids of topic.
@@ -703,23 +728,25 @@ func (v *verdict) violate(format string, args ...any) {
 // every message known (received by any subscriber, or in the final history).
 //
 // Order: each event's seq is the last seq + 1, or comes after an announced gap that starts right
-// after the last seq (from_seq = last + 1); a discontinuity (the stream ended, the topic goes on
-// in another epoch) or a SLOW_CONSUMER notice (the queue policy dropped events, counted) makes
-// the next seq a new base. Nothing twice: no message id and no seq is delivered twice. Coverage:
-// every acked message is received, or its seq lies inside an announced gap, or a discontinuity
-// or SLOW_CONSUMER was announced; an acked message that no subscriber received and that is not in
-// the history was lost by the store. A resume must be recovered (the history holds everything
-// the tests publish), and nothing may follow the end of a subscription.
+// after the last seq (from_seq = last + 1); after a discontinuity (the stream ended, the topic
+// goes on in another epoch) the next seq starts a new stream; after a SLOW_CONSUMER notice (the
+// queue policy dropped events, counted) it may jump ahead. Nothing twice: no message id, and no
+// seq within an epoch. Coverage: every acked message is received, or its seq lies inside an
+// announced gap, or a discontinuity or SLOW_CONSUMER was announced; an acked message that no
+// subscriber received and that is not in the history was lost by the store, which only a
+// discontinuity announces. A resume must be recovered (the history holds everything the tests
+// publish), and nothing may follow the end of a subscription.
 func checkStream(frames []cframe, acked map[string]bool, seqOf map[string]uint64) verdict {
 	var v verdict
 	var (
 		subscribed bool
 		last       uint64
-		newBase    bool // after a discontinuity or drops: the next event's seq is a new base
+		dropped    bool // after SLOW_CONSUMER: the next event's seq may jump ahead
+		newEpoch   bool // after a discontinuity: the next event's seq starts a new stream
 		ended      string
 		gaps       [][2]uint64
 		seen       = make(map[string]bool)
-		seenSeq    = make(map[uint64]bool)
+		seenSeq    = make(map[uint64]bool) // in the current epoch
 	)
 	for _, f := range frames {
 		if ended != "" {
@@ -749,25 +776,27 @@ func checkStream(frames []cframe, acked map[string]bool, seqOf map[string]uint64
 				v.violate("message %s (seq %d) delivered twice", f.id(), f.Seq)
 			case seenSeq[f.Seq]:
 				v.violate("seq %d delivered twice", f.Seq)
-			case f.Seq == last+1, newBase && f.Seq > last:
+			case f.Seq == last+1, newEpoch, dropped && f.Seq > last:
 			default:
 				v.violate("seq %d after %d with no gap announced", f.Seq, last)
 			}
 			seen[f.id()], seenSeq[f.Seq] = true, true
-			last, newBase = max(last, f.Seq), false
+			last, dropped, newEpoch = f.Seq, false, false
 		case f.Type == "info" && f.Msg == "gap":
 			v.gaps++
-			if !newBase && f.FromSeq != last+1 || f.ToSeq < f.FromSeq {
+			if !newEpoch && !dropped && f.FromSeq != last+1 || f.ToSeq < f.FromSeq {
 				v.violate("gap %d..%d announced after seq %d", f.FromSeq, f.ToSeq, last)
 			}
 			gaps = append(gaps, [2]uint64{f.FromSeq, f.ToSeq})
-			last, newBase = max(last, f.ToSeq), false
+			last, dropped, newEpoch = f.ToSeq, false, false
 		case f.Type == "info" && f.Msg == "discontinuity":
+			// The stream ended: the topic goes on in another epoch, whose seqs may repeat the old
+			// ones' (a Redis that lost writes gives them again).
 			v.discontinuities++
-			newBase = true
+			newEpoch, seenSeq = true, make(map[uint64]bool)
 		case f.Type == "error" && f.Error != nil && f.Error.Code == "SLOW_CONSUMER":
 			v.drops++
-			newBase = true
+			dropped = true
 		case f.Type == "info" && (f.Msg == "topic_deleted" || f.Msg == "subscription_replaced" || f.Msg == "unsubscribed"):
 			ended = f.Msg
 		default:
@@ -785,6 +814,8 @@ func checkStream(frames []cframe, acked map[string]bool, seqOf map[string]uint64
 		}
 		seq, known := seqOf[id]
 		switch {
+		case !known && v.discontinuities > 0:
+			v.announcedLost++ // lost with the stream that ended, which the discontinuity announced
 		case !known:
 			v.violate("acked message %s is lost: no subscriber received it and the history does not hold it", id)
 		case slices.ContainsFunc(gaps, func(g [2]uint64) bool { return g[0] <= seq && seq <= g[1] }):
