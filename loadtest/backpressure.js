@@ -18,6 +18,8 @@ import {
   POLICY, arrivalScenario, deleteTopic, env, envInt, envMs, holdSubscriptions, publishBatch, startRun,
 } from './lib/pubsub.js';
 
+/** @typedef {import('./lib/pubsub.js').RunData} RunData */
+
 const TOPIC = env('TOPIC', 'k6-backpressure');
 const FAST_VUS = envInt('FAST_VUS', 4);
 const SOCKETS_PER_VU = envInt('SOCKETS_PER_VU', 2); // fast subscribers' sockets per VU
@@ -36,8 +38,10 @@ const P95_MS = envInt('LATENCY_P95_MS', 250);
 const EXPECT_SLOW_CONSUMER = env('EXPECT_SLOW_CONSUMER', 'false') === 'true';
 const HOLD = `${SETTLE_MS + DURATION_MS + DRAIN_MS}ms`;
 
+/** @type {(vus: number, exec: string) => import('k6/options').ConstantVUsScenario} */
 const subscribers = (vus, exec) => ({ executor: 'constant-vus', exec, vus, duration: HOLD, gracefulStop: '10s' });
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     fast: subscribers(FAST_VUS, 'fast'),
@@ -81,6 +85,12 @@ export function setup() {
  * subscribers account for their tail: a slow one may lose it without a later event to carry the
  * SLOW_CONSUMER notice. A subscriber disconnected under `disconnect` comes back in a new iteration.
  */
+/**
+ * @param {RunData} data
+ * @param {string} role
+ * @param {number} sockets
+ * @param {() => void} delay
+ */
 function hold(data, role, sockets, delay) {
   holdSubscriptions(data, {
     role,
@@ -91,14 +101,17 @@ function hold(data, role, sockets, delay) {
   });
 }
 
+/** @param {RunData} data */
 export function fast(data) {
   hold(data, 'fast', SOCKETS_PER_VU, () => {});
 }
 
+/** @param {RunData} data */
 export function slow(data) {
   hold(data, 'slow', 1, () => sleep(SLOW_MS / 1000));
 }
 
+/** @param {RunData} data */
 export function stalled(data) {
   let stalledOnce = false;
   hold(data, 'stalled', 1, () => {
@@ -112,6 +125,7 @@ export function publishers() {
   publishBatch({ topic: TOPIC, count: BURST, bytes: PAYLOAD_BYTES, timeoutMs: ACK_TIMEOUT_MS });
 }
 
+/** @param {RunData} data */
 export function teardown(data) {
   if (data.created) deleteTopic(TOPIC);
 }

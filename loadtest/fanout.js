@@ -8,6 +8,8 @@ import {
   arrivalScenario, deleteTopic, env, envInt, envMs, holdSubscriptions, publishBatch, startRun,
 } from './lib/pubsub.js';
 
+/** @typedef {import('./lib/pubsub.js').RunData} RunData */
+
 const TOPIC = env('TOPIC', 'k6-fanout');
 const SUBSCRIBERS = envInt('SUBSCRIBERS', 10); // VUs
 const SOCKETS_PER_VU = envInt('SOCKETS_PER_VU', 5);
@@ -22,6 +24,7 @@ const ACK_TIMEOUT_MS = envMs('ACK_TIMEOUT', '5s');
 const P95_MS = envInt('LATENCY_P95_MS', 250);
 const P99_MS = envInt('LATENCY_P99_MS', 1000);
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     subscribers: {
@@ -60,7 +63,10 @@ export function setup() {
   return startRun(TOPIC, RAMP_MS + SETTLE_MS, DURATION_MS, DRAIN_MS);
 }
 
-/** subscribers holds SOCKETS_PER_VU subscriptions until publishing is over, then checks the tail. */
+/**
+ * subscribers holds SOCKETS_PER_VU subscriptions until publishing is over, then checks the tail.
+ * @param {RunData} data
+ */
 export function subscribers(data) {
   holdSubscriptions(data, { role: 'subscriber', topic: TOPIC, sockets: SOCKETS_PER_VU, tail: true });
 }
@@ -69,6 +75,7 @@ export function publishers() {
   publishBatch({ topic: TOPIC, count: BATCH, bytes: PAYLOAD_BYTES, timeoutMs: ACK_TIMEOUT_MS });
 }
 
+/** @param {RunData} data */
 export function teardown(data) {
   if (data.created) deleteTopic(TOPIC);
 }

@@ -11,7 +11,9 @@ import { check } from 'k6';
 import { Counter } from 'k6/metrics';
 import { WebSocket } from 'k6/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
-import { BASE_URL, WS_URL, createTopic, deleteTopic, env, envInt, envMs, uuid } from './lib/pubsub.js';
+import { BASE_URL, WS_URL, createTopic, decodeFrame, deleteTopic, env, envInt, envMs, uuid } from './lib/pubsub.js';
+
+/** @typedef {import('./lib/pubsub.js').CloseEvent} CloseEvent */
 
 const TOPIC = env('TOPIC', 'k6-smoke');
 const DOOMED = `${TOPIC}-deleted`; // created and deleted by the iteration
@@ -22,6 +24,7 @@ const MAX_FRAME_BYTES = envInt('MAX_FRAME_BYTES', 1048576);
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 const completed = new Counter('smoke_completed');
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     smoke: { executor: 'per-vu-iterations', vus: 1, iterations: 1, maxDuration: '1m' },
@@ -34,46 +37,83 @@ export const options = {
   },
 };
 
-const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
-const isTs = (v) => typeof v === 'string' && TS.test(v);
-const isCount = (v) => Number.isInteger(v) && v >= 0;
-const reply = (id) => (f) => f.request_id === id;
-const isAck = (topic) => (f) => f !== null && f.type === 'ack' && f.status === 'ok' && f.topic === topic && isTs(f.ts);
-const isError = (code) => (f) => f !== null && f.type === 'error' && f.error.code === code && typeof f.error.message === 'string';
-const isEvent = (id) => (f) => f.type === 'event' && f.message.id === id;
-const errorCode = (res) => { try { return res.json().error.code; } catch (e) { return undefined; } };
+/** @typedef {import('./lib/pubsub.js').Frame} Frame */
+/** @typedef {import('k6/http').RefinedResponse<any>} Response */
+/** @typedef {(f: Frame | null) => boolean} FrameTest a check on a frame, or on its absence */
 
+const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+/** @param {unknown} v */
+const isTs = (v) => typeof v === 'string' && TS.test(v);
+/** @param {unknown} v */
+const isCount = (v) => Number.isInteger(v) && /** @type {number} */ (v) >= 0;
+/** @type {(id: string) => (f: Frame) => boolean} */
+const reply = (id) => (f) => f.request_id === id;
+/** @type {(topic: string) => FrameTest} */
+const isAck = (topic) => (f) => f !== null && f.type === 'ack' && f.status === 'ok' && f.topic === topic && isTs(f.ts);
+/** @type {(code: string) => FrameTest} */
+const isError = (code) => (f) => f !== null && f.type === 'error' && f.error.code === code && typeof f.error.message === 'string';
+/** @type {(id: string) => (f: Frame) => boolean} */
+const isEvent = (id) => (f) => f.type === 'event' && f.message.id === id;
+/**
+ * isStatus: the status and topic of a reply to POST or DELETE /topics.
+ * @param {Response} res
+ * @param {string} status
+ * @param {string} topic
+ */
+const isStatus = (res, status, topic) => {
+  const b = /** @type {import('./lib/pubsub.js').TopicStatus} */ (res.json());
+  return b.status === status && b.topic === topic;
+};
+/** @param {Response} res */
+const errorCode = (res) => { try { return /** @type {import('./lib/pubsub.js').ErrorBody} */ (res.json()).error.code; } catch (e) { return undefined; } };
+
+/**
+ * same compares two JSON values by content.
+ * @param {unknown} a
+ * @param {unknown} b
+ * @returns {boolean}
+ */
 function same(a, b) {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => same(a[k], b[k]));
+  const ra = /** @type {Record<string, unknown>} */ (a);
+  const rb = /** @type {Record<string, unknown>} */ (b);
+  const ka = Object.keys(ra);
+  return ka.length === Object.keys(rb).length && ka.every((k) => same(ra[k], rb[k]));
 }
 
 /** Conn is a socket whose frames can be awaited one at a time, in any order, with a deadline. */
 class Conn {
   constructor() {
+    /** @type {any[]} frames received and not yet taken by next() */
     this.inbox = [];
+    /** @type {{pred: (f: any) => boolean, resolve: (f: any) => void, timer: import('k6/timers').TimeoutID} | null} */
     this.waiter = null;
     this.ws = new WebSocket(WS_URL, null, { tags: { role: 'smoke' } });
-    this.ended = new Promise((resolve) => { this.ws.onclose = resolve; });
+    /** @type {Promise<CloseEvent>} */
+    this.ended = new Promise((resolve) => { this.ws.onclose = (/** @type {CloseEvent} */ e = {}) => resolve(e); });
     // opened resolves false if the connection fails instead of leaving the iteration waiting.
     this.opened = new Promise((resolve) => {
       this.ws.onopen = () => resolve(true);
       this.ended.then(() => resolve(false));
     });
     this.ws.onmessage = (e) => {
-      this.inbox.push(JSON.parse(e.data));
+      this.inbox.push(decodeFrame(e));
       this.pump();
     };
   }
 
+  /** @param {string | object} frame a frame, or raw text to send as it is */
   send(frame) {
     this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
 
-  /** next resolves with the first frame matching pred (taking it from the inbox), or null after timeoutMs. */
+  /**
+   * next resolves with the first frame matching pred (taking it from the inbox), or null after timeoutMs.
+   * @param {(f: Frame) => boolean} pred
+   * @returns {Promise<Frame | null>}
+   */
   next(pred, timeoutMs = FRAME_TIMEOUT_MS) {
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.waiter = null; resolve(null); }, timeoutMs);
@@ -84,13 +124,15 @@ class Conn {
 
   pump() {
     const w = this.waiter;
-    const i = w ? this.inbox.findIndex(w.pred) : -1;
+    if (w === null) return;
+    const i = this.inbox.findIndex(w.pred);
     if (i < 0) return;
     this.waiter = null;
     clearTimeout(w.timer);
     w.resolve(this.inbox.splice(i, 1)[0]);
   }
 
+  /** @param {{request_id: string} & Record<string, unknown>} frame */
   request(frame) {
     this.send(frame);
     return this.next(reply(frame.request_id));
@@ -99,11 +141,13 @@ class Conn {
   /**
    * barrier round-trips a ping: whatever the server had queued for this socket before it read
    * the ping arrives before the pong, so "nothing arrived" after it means nothing was sent.
+   * @param {string} id
    */
   barrier(id) {
     return this.request({ type: 'ping', request_id: id });
   }
 
+  /** @param {string} id */
   hasEvent(id) {
     return this.inbox.some(isEvent(id));
   }
@@ -114,6 +158,11 @@ class Conn {
   }
 }
 
+/**
+ * @param {string} id
+ * @param {unknown} payload
+ * @param {string} requestId
+ */
 function publishFrame(id, payload, requestId) {
   return { type: 'publish', topic: TOPIC, message: { id, payload }, request_id: requestId };
 }
@@ -125,9 +174,12 @@ export function setup() {
 function rest() {
   let r = http.get(`${BASE_URL}/health`);
   check(r, {
-    'GET /health: 200 with uptime_sec, topics, subscribers': (x) => x.status === 200 &&
-      isCount(x.json().uptime_sec) && isCount(x.json().topics) && isCount(x.json().subscribers),
+    'GET /health: 200 with uptime_sec, topics, subscribers': (x) => {
+      const h = /** @type {import('./lib/pubsub.js').Health} */ (x.json());
+      return x.status === 200 && isCount(h.uptime_sec) && isCount(h.topics) && isCount(h.subscribers);
+    },
   });
+  /** @type {(body: string, ...statuses: number[]) => Response} */
   const post = (body, ...statuses) => http.post(`${BASE_URL}/topics`, body, {
     headers: JSON_HEADERS, responseCallback: http.expectedStatuses(...statuses),
   });
@@ -144,11 +196,11 @@ function rest() {
   // A topic left behind by an interrupted earlier run is removed first.
   http.del(`${BASE_URL}/topics/${DOOMED}`, null, { responseCallback: http.expectedStatuses(200, 404) });
   r = post(JSON.stringify({ name: DOOMED }), 201);
-  check(r, { 'POST /topics: 201 {status: created, topic}': (x) => x.status === 201 && x.json().status === 'created' && x.json().topic === DOOMED });
+  check(r, { 'POST /topics: 201 {status: created, topic}': (x) => x.status === 201 && isStatus(x, 'created', DOOMED) });
   r = http.get(`${BASE_URL}/topics`);
   check(r, {
     'GET /topics: 200, sorted by name, with subscriber counts': (x) => {
-      const topics = x.json().topics;
+      const topics = /** @type {import('./lib/pubsub.js').TopicList} */ (x.json()).topics;
       const names = topics.map((t) => t.name);
       return x.status === 200 && names.includes(TOPIC) && names.includes(DOOMED) &&
         names.every((n, i) => i === 0 || names[i - 1] < n) && topics.every((t) => isCount(t.subscribers));
@@ -197,8 +249,10 @@ export default async function () {
 
   const stats = http.get(`${BASE_URL}/stats`);
   check(stats, {
-    'GET /stats: messages and subscribers of the topic': (x) => x.status === 200 &&
-      x.json().topics[TOPIC].messages >= event.seq && x.json().topics[TOPIC].subscribers === 1,
+    'GET /stats: messages and subscribers of the topic': (x) => {
+      const topic = /** @type {import('./lib/pubsub.js').Stats} */ (x.json()).topics[TOPIC];
+      return x.status === 200 && event !== null && topic.messages >= event.seq && topic.subscribers === 1;
+    },
   });
 
   // last_n replays history after the ack.
@@ -207,7 +261,7 @@ export default async function () {
   f = await replay.request({ type: 'subscribe', topic: TOPIC, client_id: 'smoke-replay', last_n: 1, request_id: 'r-replay' });
   check(f, { 'subscribe with last_n: ack ok': isAck(TOPIC) });
   f = await replay.next((x) => x.type === 'event');
-  check(f, { 'last_n=1 replays the latest message with its seq': (x) => x !== null && x.message.id === first.id && x.seq === event.seq });
+  check(f, { 'last_n=1 replays the latest message with its seq': (x) => x !== null && event !== null && x.message.id === first.id && x.seq === event.seq });
 
   // The same client_id from another connection takes the subscription over.
   const other = new Conn();
@@ -220,7 +274,7 @@ export default async function () {
   f = await pub.request(publishFrame(second.id, second.payload, 'r-pub-2'));
   check(f, { 'second publish: ack ok': isAck(TOPIC) });
   f = await other.next(isEvent(second.id));
-  check(f, { 'the newer connection receives the next message': (x) => x !== null && x.seq === event.seq + 1 });
+  check(f, { 'the newer connection receives the next message': (x) => x !== null && event !== null && x.seq === event.seq + 1 });
   f = await replay.next(isEvent(second.id));
   check(f, { 'a replayed subscriber then receives live messages': (x) => x !== null });
   f = await sub.barrier('r-barrier-3');
@@ -245,7 +299,7 @@ export default async function () {
   f = await replay.request({ type: 'subscribe', topic: DOOMED, client_id: 'smoke-doomed', request_id: 'r-doomed' });
   check(f, { 'subscribe to a second topic on the same connection: ack ok': isAck(DOOMED) });
   const del = http.del(`${BASE_URL}/topics/${DOOMED}`);
-  check(del, { 'DELETE /topics/{name}: 200 {status: deleted, topic}': (x) => x.status === 200 && x.json().status === 'deleted' && x.json().topic === DOOMED });
+  check(del, { 'DELETE /topics/{name}: 200 {status: deleted, topic}': (x) => x.status === 200 && isStatus(x, 'deleted', DOOMED) });
   f = await replay.next((x) => x.type === 'info' && x.msg === 'topic_deleted');
   check(f, { 'subscribers of a deleted topic get info topic_deleted': (x) => x !== null && x.topic === DOOMED && isTs(x.ts) });
   f = await replay.barrier('r-barrier-5');
@@ -259,10 +313,12 @@ export default async function () {
   const big = new Conn();
   await big.opened;
   big.send(JSON.stringify({ type: 'ping', request_id: 'x'.repeat(MAX_FRAME_BYTES) }));
+  /** @type {import('k6/timers').TimeoutID | undefined} */
   let timer;
+  /** @type {Promise<null>} */
   const deadline = new Promise((resolve) => { timer = setTimeout(() => resolve(null), FRAME_TIMEOUT_MS); });
   const closed = await Promise.race([big.ended, deadline]);
-  clearTimeout(timer);
+  if (timer !== undefined) clearTimeout(timer);
   check(closed, { 'a frame over the size limit closes the connection with 1009': (e) => e !== null && e.code === 1009 });
   if (closed === null) big.ws.close();
 
@@ -271,6 +327,7 @@ export default async function () {
   completed.add(1);
 }
 
+/** @param {{created: boolean}} data */
 export function teardown(data) {
   if (data.created) deleteTopic(TOPIC);
 }

@@ -14,6 +14,8 @@ import {
   publishBatch, startRun, subscriber, topicMessages,
 } from './lib/pubsub.js';
 
+/** @typedef {import('./lib/pubsub.js').RunData} RunData */
+
 const TOPIC = env('TOPIC', 'k6-soak');
 const REPLAY_TOPIC = `${TOPIC}-replay`; // quiet: its history is known, so replays can be checked exactly
 const PUBLISH_RATE = envInt('PUBLISH_RATE', 5); // publishing sessions per second
@@ -37,6 +39,7 @@ const DRIFT_MS = envInt('DRIFT_P95_MS', 100);
 // Counters that must stay at zero stop a long run as soon as they move.
 const zero = [{ threshold: 'count==0', abortOnFail: true }];
 
+/** @type {import('k6/options').Options} */
 export const options = {
   scenarios: {
     steady: {
@@ -77,12 +80,15 @@ export function setup() {
   const replayCreated = createTopic(REPLAY_TOPIC);
   // Seed the quiet topic's history once; the publish completes before setup ends, as setup's
   // event loop runs until the socket closes.
-  if (topicMessages(REPLAY_TOPIC) < LAST_N) {
+  const seeded = topicMessages(REPLAY_TOPIC);
+  if (seeded === null) throw new Error(`GET /stats failed: the history of ${REPLAY_TOPIC} is unknown`);
+  if (seeded < LAST_N) {
     publishBatch({ topic: REPLAY_TOPIC, count: LAST_N, bytes: PAYLOAD_BYTES, timeoutMs: ACK_TIMEOUT_MS, role: 'seed' });
   }
   return { replayCreated, ...startRun(TOPIC, SETTLE_MS, DURATION_MS, DRAIN_MS) };
 }
 
+/** @param {number[]} values */
 function median(values) {
   const v = values.slice().sort((a, b) => a - b);
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
@@ -91,9 +97,12 @@ function median(values) {
 /**
  * steady holds SOCKETS_PER_VU subscriptions for the whole run. Its latency median per WINDOW is
  * compared with its first full window: the difference is the drift.
+ * @param {RunData} data
  */
 export function steady(data) {
+  /** @type {number[]} */
   let window = [];
+  /** @type {number | null} */
   let baseline = null;
   const windows = setInterval(() => {
     const now = Date.now();
@@ -126,6 +135,7 @@ export function publishers() {
  */
 export function churn() {
   const last = topicMessages(REPLAY_TOPIC);
+  if (last === null) return; // a failed check already: without the topic's seq there is nothing to compare
   const expected = Math.min(LAST_N, HISTORY_SIZE, last);
   const live = new Subscription({ role: 'churn', topic: TOPIC });
   const replay = new Subscription({
@@ -133,6 +143,7 @@ export function churn() {
   });
   const clientId = `soak-churn-${__VU}-${__ITER}`;
   let unsubscribed = 0;
+  /** @type {import('k6/timers').TimeoutID | null} */
   let giveUp = null;
   const conn = subscriber([live, replay], {
     role: 'churn',
@@ -141,7 +152,7 @@ export function churn() {
       if (f.type !== 'ack' || !String(f.request_id).startsWith('unsub:')) return;
       check(f, { 'unsubscribe acknowledged': (a) => a.status === 'ok' }, { role: 'churn' });
       if (++unsubscribed < 2) return;
-      clearTimeout(giveUp);
+      if (giveUp !== null) clearTimeout(giveUp);
       replay.finish(last);
       check(replay, { 'last_n replays the last n messages': (r) => r.count === expected }, { role: 'churn' });
       conn.close();
@@ -149,7 +160,7 @@ export function churn() {
     onClose: (e, byClient) => {
       if (!byClient) {
         clearTimeout(hold);
-        clearTimeout(giveUp);
+        if (giveUp !== null) clearTimeout(giveUp);
       }
     },
   });
@@ -165,6 +176,7 @@ export function churn() {
   }, CHURN_HOLD_MS);
 }
 
+/** @param {RunData & {replayCreated: boolean}} data */
 export function teardown(data) {
   if (data.created) deleteTopic(TOPIC);
   if (data.replayCreated) deleteTopic(REPLAY_TOPIC);

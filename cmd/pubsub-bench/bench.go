@@ -17,7 +17,8 @@ import (
 // bench is one run: its topics, connections and the phases that drive them.
 type bench struct {
 	cfg     config
-	rest    *restClient
+	rest    *restClient   // the first server's: creates and deletes the topics
+	rests   []*restClient // every server's, in -url order
 	sampler *sampler
 	id      string
 	log     io.Writer // progress and warnings (stderr)
@@ -34,6 +35,7 @@ type bench struct {
 	ended    []atomic.Bool  // per subscriber: its reader has returned
 
 	setupErrs map[string]int64 // dial/subscribe failures by kind
+	failedOn  []int            // per server: subscribers that failed to open there
 	openOK    int
 	openSec   float64
 }
@@ -46,16 +48,21 @@ type phase struct {
 }
 
 func newBench(cfg config, log io.Writer) *bench {
-	return &bench{
+	b := &bench{
 		cfg:       cfg,
-		rest:      newRESTClient(cfg.restURL, cfg.header),
-		sampler:   &sampler{pid: cfg.ServerPID, metricsURL: cfg.MetricsURL, http: &http.Client{Timeout: 5 * time.Second}},
+		sampler:   &sampler{pids: cfg.pids, metricsURLs: cfg.metricsURLs, http: &http.Client{Timeout: 5 * time.Second}},
 		id:        runID(),
 		log:       log,
 		resume:    make(chan struct{}),
 		stopPoll:  make(chan struct{}),
 		setupErrs: map[string]int64{},
+		failedOn:  make([]int, len(cfg.servers)),
 	}
+	for _, e := range cfg.servers {
+		b.rests = append(b.rests, newRESTClient(e.rest, cfg.header))
+	}
+	b.rest = b.rests[0]
+	return b
 }
 
 // snapshot samples the server and this process. It ignores cancellation
@@ -70,6 +77,9 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	cfg := b.cfg
 	defer b.teardown()
 	if err := b.setupTopics(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.awaitTopics(ctx); err != nil {
 		return nil, err
 	}
 	base := b.snapshot(ctx) // before any subscriber: the conns scenario's RSS baseline
@@ -124,7 +134,7 @@ func (b *bench) setupTopics(ctx context.Context) error {
 		b.topics = append(b.topics, t)
 		for j := range b.cfg.Pubs {
 			p := &publisher{
-				topic: t, index: j,
+				topic: t, index: j, server: gid % len(b.cfg.servers),
 				win: make(chan struct{}, b.cfg.Window),
 				fb:  newFrameBuilder(t.name, i, j, gid, b.cfg.Size, idBase),
 			}
@@ -136,6 +146,63 @@ func (b *bench) setupTopics(ctx context.Context) error {
 	return nil
 }
 
+// topicPrefix starts the name of every topic of this run.
+func (b *bench) topicPrefix() string { return "bench." + b.id + "." }
+
+// awaitTopics waits, with several servers, until every server lists every
+// topic of the run: the topics were created through the first one, and a
+// replica that has not heard of one yet would refuse its subscribers
+// (TOPIC_NOT_FOUND) or, worse, take them before the topic reached it.
+func (b *bench) awaitTopics(ctx context.Context) error {
+	if len(b.rests) < 2 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.TopicWait)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i, rc := range b.rests[1:] {
+		var why error // the last answer's shortfall, kept for the error
+		for {
+			names, err := rc.listTopics(ctx, b.topicPrefix())
+			switch {
+			case err == nil && b.listsAll(names):
+				why = nil
+			case err == nil:
+				why = fmt.Errorf("it lists %d of the %d topics created through %s", len(names), len(b.topics), b.cfg.servers[0].rest)
+			case ctx.Err() == nil || why == nil:
+				// A request cut by the deadline says less than the answer before it.
+				why = err
+			}
+			if why == nil {
+				break
+			}
+			select {
+			case <-tick.C:
+				continue
+			case <-ctx.Done():
+			}
+			return fmt.Errorf("server %d (%s) did not list the run's topics within -topic-wait %s (do the servers share one backplane?): %w",
+				i+2, b.cfg.servers[i+1].rest, b.cfg.TopicWait, why)
+		}
+	}
+	return nil
+}
+
+// listsAll reports whether names holds every topic of the run.
+func (b *bench) listsAll(names []string) bool {
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[n] = true
+	}
+	for _, t := range b.topics {
+		if !have[t.name] {
+			return false
+		}
+	}
+	return true
+}
+
 // openSubscribers dials and subscribes every subscriber, -dial-concurrency
 // at a time, and starts their readers. Failures abort the run except in
 // the conns scenario, where they are the measurement.
@@ -144,7 +211,7 @@ func (b *bench) openSubscribers(ctx context.Context) error {
 	add := func(t *topicRun, kind subKind, n int) {
 		for range n {
 			n := len(b.subs)
-			b.subs = append(b.subs, &subscriber{topic: t, kind: kind, n: n,
+			b.subs = append(b.subs, &subscriber{topic: t, kind: kind, n: n, server: n % len(cfg.servers),
 				clientID: "bench-" + b.id + "-" + strconv.Itoa(n)})
 		}
 	}
@@ -166,16 +233,18 @@ func (b *bench) openSubscribers(ctx context.Context) error {
 	ok := make([]bool, len(b.subs))
 	work := make(chan int)
 	var wg sync.WaitGroup
-	raw := cfg.Pollers > 0 && pollSupported && strings.HasPrefix(cfg.wsURL, "ws:")
 	for range min(cfg.DialParallel, len(b.subs)) {
 		wg.Go(func() {
 			for i := range work {
-				err := b.subs[i].open(ctx, cfg.wsURL, cfg.header, raw)
+				ws := cfg.servers[b.subs[i].server].ws
+				raw := cfg.Pollers > 0 && pollSupported && strings.HasPrefix(ws, "ws:")
+				err := b.subs[i].open(ctx, ws, cfg.header, raw)
 				if err == nil {
 					ok[i] = true
 					continue
 				}
 				mu.Lock()
+				b.failedOn[b.subs[i].server]++
 				b.setupErrs["subscribe_"+errorKey(err)]++
 				if firstErr == nil {
 					firstErr = err
@@ -256,7 +325,7 @@ func (b *bench) startReaders(rp readParams) error {
 
 func (b *bench) openPublishers(ctx context.Context) error {
 	for _, p := range b.pubs {
-		if err := p.open(ctx, b.cfg.wsURL, b.cfg.header, b.cfg.Size); err != nil {
+		if err := p.open(ctx, b.cfg.servers[p.server].ws, b.cfg.header, b.cfg.Size); err != nil {
 			return fmt.Errorf("publisher connection: %w", err)
 		}
 		b.readers.Go(func() { p.readReplies(&b.closing) })

@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -310,6 +312,50 @@ func (c *restClient) createTopic(ctx context.Context, name string) error {
 
 func (c *restClient) deleteTopic(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/topics/"+url.PathEscape(name), nil, http.StatusOK, nil)
+}
+
+// topicPage is the body of GET /topics: the contract's list, and the
+// paging extension's cursor when more follow.
+type topicPage struct {
+	Topics []topicEntry `json:"topics"`
+	Next   string       `json:"next"`
+}
+
+// topicEntry is one topic of GET /topics; the bench needs its name only.
+type topicEntry struct {
+	Name string `json:"name"`
+}
+
+// listTopics returns the names this server lists that start with prefix.
+// It asks for the page after prefix (names are sorted), so a server
+// holding many other topics is not read whole; one that ignores the
+// paging parameters answers with every topic, which is filtered here.
+func (c *restClient) listTopics(ctx context.Context, prefix string) ([]string, error) {
+	var names []string
+	after := prefix
+	for {
+		var p topicPage
+		q := url.Values{"after": {after}, "limit": {"1000"}}
+		if err := c.do(ctx, http.MethodGet, "/topics?"+q.Encode(), nil, http.StatusOK, &p); err != nil {
+			return nil, err
+		}
+		// The contract sorts by name, so a name past the prefix ends the
+		// search; a page out of order proves nothing and the cursor is followed.
+		past := false
+		sorted := slices.IsSortedFunc(p.Topics, func(a, b topicEntry) int { return strings.Compare(a.Name, b.Name) })
+		for _, t := range p.Topics {
+			if strings.HasPrefix(t.Name, prefix) {
+				names = append(names, t.Name)
+			} else if t.Name > prefix && sorted {
+				past = true
+			}
+		}
+		// A cursor that does not move on would loop for ever.
+		if past || p.Next == "" || p.Next <= after || len(p.Topics) == 0 {
+			return names, nil
+		}
+		after = p.Next
+	}
 }
 
 // health is the body of GET /health.

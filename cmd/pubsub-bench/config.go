@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,7 +23,8 @@ type config struct {
 	Scenario     string        `json:"scenario"`
 	URL          string        `json:"url"`
 	MetricsURL   string        `json:"metrics_url"`
-	ServerPID    int           `json:"server_pid,omitempty"`
+	ServerPID    int           `json:"server_pid,omitempty"`  // the one -server-pid
+	ServerPIDs   []int         `json:"server_pids,omitempty"` // several -server-pid, summed
 	AllowRemote  bool          `json:"allow_remote,omitempty"`
 	Duration     time.Duration `json:"-"`
 	Count        int64         `json:"count"`
@@ -39,6 +42,7 @@ type config struct {
 	APIKey       string        `json:"-"` // never printed
 	Pollers      int           `json:"pollers"`
 	Drain        time.Duration `json:"-"`
+	TopicWait    time.Duration `json:"-"`
 	JSON         bool          `json:"-"`
 	Check        bool          `json:"check,omitempty"`
 	CPUProfile   string        `json:"-"`
@@ -48,6 +52,18 @@ type config struct {
 	// header goes with every request and handshake: the API key when one is given.
 	header  http.Header
 	restURL string
+	// servers are the -url entries in order; servers[0] is wsURL and
+	// restURL, and creates and deletes the run's topics.
+	servers []endpoint
+	// pids are the processes whose CPU is summed (-server-pid), and
+	// metricsURLs the endpoints whose counters are (-metrics-url).
+	pids        []int
+	metricsURLs []string
+}
+
+// endpoint is one server of the run: its REST base URL and its /ws URL.
+type endpoint struct {
+	rest, ws string
 }
 
 // MarshalJSON renders durations as Go duration strings.
@@ -58,7 +74,9 @@ func (c config) MarshalJSON() ([]byte, error) {
 		Duration  string `json:"duration"`
 		SlowDelay string `json:"slow_delay,omitempty"`
 		Drain     string `json:"drain"`
-	}{plain(c), c.Duration.String(), map[bool]string{true: c.SlowDelay.String()}[c.Scenario == "slow"], c.Drain.String()})
+		TopicWait string `json:"topic_wait,omitempty"`
+	}{plain(c), c.Duration.String(), map[bool]string{true: c.SlowDelay.String()}[c.Scenario == "slow"], c.Drain.String(),
+		map[bool]string{true: c.TopicWait.String()}[len(c.servers) > 1]})
 }
 
 // scenarioDefaults holds the per-scenario defaults of flags whose sensible
@@ -84,6 +102,16 @@ Scenarios (-scenario):
           -duration; reports server RSS per connection, then publishes -count
           messages per topic (default 1) and checks every connection got them
 
+Several servers (-url a,b,c; replicas sharing their topics, e.g. through
+Redis): the run's topics are created through the first, every other one
+must list them (GET /topics) within -topic-wait, and then subscribers and
+publishers are spread over the servers in turn. -server-pid takes a list
+too, and the server CPU is the sum over those processes (redis-server's
+may be among them); -metrics-url then lists one endpoint per server, or
+none (its single default stands for one server only). The report adds
+each server's share and the end-to-end latency of subscribers on a server
+none of their topic's publishers is on.
+
 With -rate 0, publishers send as fast as -window allows: a window larger
 than the server's per-subscriber queue (PUBSUB_MAX_QUEUE_SIZE, 100) lets
 bursts overflow even fast subscribers, which then show announced drops.
@@ -101,9 +129,10 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | topics | slow | conns")
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "service base URL (REST and /ws)")
-	fs.StringVar(&c.MetricsURL, "metrics-url", "http://127.0.0.1:9464/metrics", "server metrics (process CPU/RSS, delivery counters); empty to skip")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "read the server's CPU and RSS from /proc/<pid> instead of -metrics-url")
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "service base URL (REST and /ws), or a comma-separated list of replicas")
+	fs.StringVar(&c.MetricsURL, "metrics-url", defaultMetricsURL, "server metrics (process CPU/RSS, delivery counters); a comma-separated list is summed, and with several -url it lists one per entry; empty to skip")
+	var pids pidList
+	fs.Var(&pids, "server-pid", "read the server's CPU and RSS from /proc/<pid> instead of -metrics-url; a comma-separated list is summed")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -url / -metrics-url")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "publishing time (conns: how long to hold the connections)")
 	fs.Int64Var(&c.Count, "count", 0, "max messages per publisher, 0 = unbounded within -duration (conns default 1)")
@@ -120,6 +149,7 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.DialParallel, "dial-concurrency", 64, "connections opened in parallel")
 	fs.IntVar(&c.Pollers, "pollers", runtime.GOMAXPROCS(0), "epoll loops reading the fast subscribers (Linux, ws://); 0 = a goroutine per subscriber, through gorilla/websocket")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "deadline for in-flight acks and deliveries after publishing stops")
+	fs.DurationVar(&c.TopicWait, "topic-wait", 10*time.Second, "several -url: how long every server has to list the run's topics after they are created")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON line instead of the table")
 	fs.BoolVar(&c.Check, "check", false, "exit 1 if a protocol invariant broke (duplicates, reordering, leaks, silent loss, publish errors)")
 	fs.StringVar(&c.APIKey, "api-key", os.Getenv("PUBSUB_API_KEY"), "API key sent as X-API-Key on REST and the WebSocket handshake (default $PUBSUB_API_KEY)")
@@ -136,6 +166,12 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	c.pids = pids
+	if len(pids) == 1 {
+		c.ServerPID = pids[0]
+	} else {
+		c.ServerPIDs = pids
+	}
 	if !given["topics"] {
 		c.Topics = d.topics
 	}
@@ -157,7 +193,63 @@ func parseConfig(args []string, errOut io.Writer) (config, error) {
 	if err := c.validate(given); err != nil {
 		return c, err
 	}
-	return c, c.resolveURLs()
+	return c, c.resolveURLs(given["metrics-url"])
+}
+
+// defaultMetricsURL is the admin listener of a server started with the
+// default PUBSUB_ADMIN_ADDR.
+const defaultMetricsURL = "http://127.0.0.1:9464/metrics"
+
+// pidList is the -server-pid flag: process ids, comma-separated. A lone 0
+// means none, as it did when the flag took one pid.
+type pidList []int
+
+func (l *pidList) String() string {
+	if l == nil || len(*l) == 0 {
+		return ""
+	}
+	s := make([]string, len(*l))
+	for i, p := range *l {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
+}
+
+// Set parses the list, refusing a repeated pid: its CPU would count twice.
+func (l *pidList) Set(v string) error {
+	if strings.TrimSpace(v) == "0" {
+		*l = nil
+		return nil
+	}
+	var out pidList
+	seen := map[int]bool{}
+	for _, f := range strings.Split(v, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p <= 0 {
+			return fmt.Errorf("%q is not a process id (want positive integers, comma-separated)", f)
+		}
+		if seen[p] {
+			return fmt.Errorf("pid %d given twice", p)
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	*l = out
+	return nil
+}
+
+// splitList splits a comma-separated flag value into its trimmed entries,
+// refusing empty ones (a stray comma is a typo, not a server).
+func splitList(flagName, v string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			return nil, fmt.Errorf("%s %q: empty entry in the list", flagName, v)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 func (c *config) validate(given map[string]bool) error {
@@ -214,8 +306,8 @@ func (c *config) validate(given map[string]bool) error {
 	if c.DialParallel < 1 {
 		bad("-dial-concurrency must be >= 1, got %d", c.DialParallel)
 	}
-	if c.ServerPID < 0 {
-		bad("-server-pid must be >= 0, got %d", c.ServerPID)
+	if c.TopicWait <= 0 {
+		bad("-topic-wait must be positive, got %s", c.TopicWait)
 	}
 	if c.Pubs*c.Topics > maxPublishersTotal {
 		bad("-pubs x -topics must be <= %d (message ids encode the publisher), got %d", maxPublishersTotal, c.Pubs*c.Topics)
@@ -223,13 +315,72 @@ func (c *config) validate(given map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// resolveURLs derives the REST and WebSocket URLs and refuses targets that
-// are not on this machine unless -allow-remote: a load generator pointed at
-// a shared service by a typo does real harm.
-func (c *config) resolveURLs() error {
-	u, err := url.Parse(c.URL)
+// resolveURLs derives the REST and WebSocket URLs of every -url entry and
+// the metrics endpoints, and refuses targets that are not on this machine
+// unless -allow-remote: a load generator pointed at a shared service by a
+// typo does real harm.
+func (c *config) resolveURLs(metricsGiven bool) error {
+	urls, err := splitList("-url", c.URL)
 	if err != nil {
-		return fmt.Errorf("-url: %w", err)
+		return err
+	}
+	seen := map[string]bool{}
+	for _, raw := range urls {
+		e, host, err := resolveServer(raw)
+		if err != nil {
+			return err
+		}
+		if seen[e.rest] {
+			// Its subscribers would be counted as another server's share.
+			return fmt.Errorf("-url: %s is listed twice", e.rest)
+		}
+		seen[e.rest] = true
+		if err := checkLoopback("-url", host, c.AllowRemote); err != nil {
+			return err
+		}
+		c.servers = append(c.servers, e)
+	}
+	c.restURL, c.wsURL = c.servers[0].rest, c.servers[0].ws
+	if c.APIKey != "" {
+		c.header = http.Header{"X-Api-Key": []string{c.APIKey}}
+	}
+	if len(c.servers) > 1 && !metricsGiven {
+		// The default is one server's admin listener; summed with the
+		// others' CPU it would be neither one server nor all of them.
+		c.MetricsURL = ""
+	}
+	if c.MetricsURL == "" {
+		return nil
+	}
+	murls, err := splitList("-metrics-url", c.MetricsURL)
+	if err != nil {
+		return err
+	}
+	if len(c.servers) > 1 && len(murls) != len(c.servers) {
+		return fmt.Errorf("-metrics-url: %d endpoints for %d servers; give one per -url entry, in the same order, or none", len(murls), len(c.servers))
+	}
+	for _, raw := range murls {
+		m, err := url.Parse(raw)
+		if err != nil || (m.Scheme != "http" && m.Scheme != "https") || m.Host == "" {
+			return fmt.Errorf("-metrics-url %q: want an http(s) URL", raw)
+		}
+		if slices.Contains(c.metricsURLs, raw) {
+			return fmt.Errorf("-metrics-url: %s is listed twice", raw)
+		}
+		if err := checkLoopback("-metrics-url", m.Hostname(), c.AllowRemote); err != nil {
+			return err
+		}
+		c.metricsURLs = append(c.metricsURLs, raw)
+	}
+	return nil
+}
+
+// resolveServer derives one server's REST base and /ws URLs from a -url
+// entry, and returns its host for the loopback check.
+func resolveServer(raw string) (endpoint, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return endpoint{}, "", fmt.Errorf("-url: %w", err)
 	}
 	rest, ws := *u, *u
 	switch u.Scheme {
@@ -238,31 +389,15 @@ func (c *config) resolveURLs() error {
 	case "https", "wss":
 		rest.Scheme, ws.Scheme = "https", "wss"
 	default:
-		return fmt.Errorf("-url %q: scheme must be http, https, ws or wss", c.URL)
+		return endpoint{}, "", fmt.Errorf("-url %q: scheme must be http, https, ws or wss", raw)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("-url %q: no host", c.URL)
+		return endpoint{}, "", fmt.Errorf("-url %q: no host", raw)
 	}
 	rest.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/ws"), "/")
 	ws.Path = rest.Path + "/ws"
 	rest.RawQuery, ws.RawQuery = "", ""
-	c.restURL, c.wsURL = rest.String(), ws.String()
-	if c.APIKey != "" {
-		c.header = http.Header{"X-Api-Key": []string{c.APIKey}}
-	}
-	if err := checkLoopback("-url", u.Hostname(), c.AllowRemote); err != nil {
-		return err
-	}
-	if c.MetricsURL != "" {
-		m, err := url.Parse(c.MetricsURL)
-		if err != nil || (m.Scheme != "http" && m.Scheme != "https") || m.Host == "" {
-			return fmt.Errorf("-metrics-url %q: want an http(s) URL", c.MetricsURL)
-		}
-		if err := checkLoopback("-metrics-url", m.Hostname(), c.AllowRemote); err != nil {
-			return err
-		}
-	}
-	return nil
+	return endpoint{rest: rest.String(), ws: ws.String()}, u.Hostname(), nil
 }
 
 // checkLoopback accepts a loopback IP, or a name all of whose addresses are

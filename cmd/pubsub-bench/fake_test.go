@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,14 +17,28 @@ import (
 // fakeServer is a small in-process pubsub speaking PROTOCOL.md, so the
 // bench's plumbing and accounting run end to end in `go test` without the
 // real service. It implements drop_oldest queues (with the SLOW_CONSUMER
-// notice and seq) and can inject faults the bench must catch.
+// notice and seq) and can inject faults the bench must catch. With several
+// listeners (newFakeCluster) it is replicas sharing one state, as servers
+// on one backplane are: a topic created through any is on all, and an
+// event published through one reaches subscribers on every one.
 type fakeServer struct {
 	t        *testing.T
-	srv      *httptest.Server
+	srv      *httptest.Server   // the first replica
+	srvs     []*httptest.Server // every replica
 	queueCap int
 
 	mu     sync.Mutex
 	topics map[string]*fakeTopic
+	// Per replica (its listener address): subscriptions taken, GET /topics
+	// and /metrics requests served.
+	subsOn    map[string]int
+	listingOn map[string]int
+	scrapesOn map[string]int
+
+	// hideListings delays replication: replicas other than the first do
+	// not list, and refuse subscribers to, any topic until they have
+	// served that many GET /topics.
+	hideListings int
 
 	// Faults, applied to the first subscriber of each topic.
 	skipSeq   int64 // never deliver this seq, silently
@@ -46,7 +61,13 @@ type fakeConn struct {
 }
 
 func newFakeServer(t *testing.T, queueCap int) *fakeServer {
-	f := &fakeServer{t: t, queueCap: queueCap, topics: map[string]*fakeTopic{}}
+	return newFakeCluster(t, 1, queueCap)
+}
+
+// newFakeCluster starts n replicas of one fake service.
+func newFakeCluster(t *testing.T, n, queueCap int) *fakeServer {
+	f := &fakeServer{t: t, queueCap: queueCap, topics: map[string]*fakeTopic{},
+		subsOn: map[string]int{}, listingOn: map[string]int{}, scrapesOn: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /topics", func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ Name string }
@@ -84,10 +105,66 @@ func newFakeServer(t *testing.T, queueCap int) *fakeServer {
 		}
 		fmt.Fprintf(w, `{"uptime_sec":1,"topics":%d,"subscribers":%d}`, len(f.topics), n)
 	})
+	mux.HandleFunc("GET /topics", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.listingOn[r.Host]++
+		// Pages of at most two entries, so the bench's paging is exercised.
+		after := r.URL.Query().Get("after")
+		var names []string
+		for name := range f.topics {
+			if name > after && f.visible(r.Host) {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		page := struct {
+			Topics []map[string]any `json:"topics"`
+			Next   string           `json:"next,omitempty"`
+		}{Topics: []map[string]any{}}
+		for i, name := range names {
+			if i == 2 {
+				page.Next = names[1]
+				break
+			}
+			page.Topics = append(page.Topics, map[string]any{"name": name, "subscribers": len(f.topics[name].subs)})
+		}
+		_ = json.NewEncoder(w).Encode(page)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// Each scrape of a replica finds it one CPU second further on, so a
+		// run's server CPU is exactly the number of replicas scraped.
+		f.mu.Lock()
+		f.scrapesOn[r.Host]++
+		cpu := f.scrapesOn[r.Host]
+		f.mu.Unlock()
+		fmt.Fprintf(w, "process_cpu_seconds_total %d\nprocess_resident_memory_bytes 1048576\n", cpu)
+	})
 	mux.HandleFunc("GET /ws", f.serveWS)
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
+	for range n {
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		f.srvs = append(f.srvs, srv)
+	}
+	f.srv = f.srvs[0]
 	return f
+}
+
+// visible reports whether the replica at host sees the topics yet.
+// The caller holds f.mu.
+func (f *fakeServer) visible(host string) bool {
+	return host == f.srv.Listener.Addr().String() || f.listingOn[host] > f.hideListings
+}
+
+// urls returns every replica's base URL, comma-separated, and the same
+// for their metrics endpoints.
+func (f *fakeServer) urls() (base, metrics string) {
+	var b, m []string
+	for _, s := range f.srvs {
+		b = append(b, s.URL)
+		m = append(m, s.URL+"/metrics")
+	}
+	return strings.Join(b, ","), strings.Join(m, ",")
 }
 
 func (f *fakeServer) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -129,10 +206,11 @@ func (f *fakeServer) serveWS(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		tp := f.topics[req.Topic]
 		switch {
-		case tp == nil:
+		case tp == nil || !f.visible(r.Host):
 			c.send(fmt.Appendf(nil, `{"type":"error","request_id":%q,"error":{"code":"TOPIC_NOT_FOUND","message":"no"}}`, req.RequestID), 0)
 		case req.Type == "subscribe":
 			tp.subs = append(tp.subs, c)
+			f.subsOn[r.Host]++
 			c.send(fmt.Appendf(nil, `{"type":"ack","request_id":%q,"topic":%q,"status":"ok","ts":"2026-01-01T00:00:00.000Z"}`, req.RequestID, tp.name), 0)
 		case req.Type == "publish" && req.Message != nil:
 			tp.seq++

@@ -97,11 +97,12 @@ func parseRequestID(b []byte) (seq, sent int64, ok bool) {
 // goroutine (publish) and reading goroutine (readReplies) share only the
 // window semaphore and the acked counter the drain phase polls.
 type publisher struct {
-	topic *topicRun
-	index int // within the topic
-	conn  *websocket.Conn
-	bc    *bufConn
-	fb    *frameBuilder
+	topic  *topicRun
+	index  int // within the topic
+	server int // index in config.servers of the server it publishes through
+	conn   *websocket.Conn
+	bc     *bufConn
+	fb     *frameBuilder
 	// win holds one token per in-flight publish; the writer blocks when
 	// it is full and the reader frees a token per reply.
 	win      chan struct{}

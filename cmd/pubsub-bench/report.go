@@ -27,8 +27,12 @@ type result struct {
 	Server        *serverStats     `json:"server,omitempty"`
 	Bench         cpuStats         `json:"bench"`
 	Conns         *connStats       `json:"conns,omitempty"`
-	Violations    []string         `json:"violations"`
-	Warnings      []string         `json:"warnings,omitempty"`
+	// With several servers: each one's share, and the end-to-end latency
+	// of deliveries that crossed from a publisher's server to another.
+	Servers        []*serverShare  `json:"servers,omitempty"`
+	CrossServerE2E *latencySummary `json:"cross_server_e2e_latency,omitempty"`
+	Violations     []string        `json:"violations"`
+	Warnings       []string        `json:"warnings,omitempty"`
 }
 
 type publishStats struct {
@@ -70,18 +74,38 @@ type groupStats struct {
 	hist          histogram
 }
 
+// serverShare is one server's part of a run across several.
+type serverShare struct {
+	URL         string         `json:"url"`
+	Subscribers int            `json:"subscribers"` // open (subscribed) on it
+	Failed      int            `json:"failed_subscribers"`
+	Publishers  int            `json:"publishers"`
+	Deliveries  int64          `json:"deliveries"`
+	E2E         latencySummary `json:"e2e_latency"`
+	hist        histogram
+}
+
+// processCPU is one process's (or metrics endpoint's) part of the server
+// CPU, when it is summed over several.
+type processCPU struct {
+	Name   string  `json:"name"` // "pid N" or the metrics URL
+	CPUSec float64 `json:"cpu_sec"`
+	RSSMiB float64 `json:"rss_after_mib"`
+}
+
 type serverStats struct {
-	Source            string   `json:"source"`
-	CPUSec            float64  `json:"cpu_sec"`
-	CPUPerMDeliveries float64  `json:"cpu_sec_per_million_deliveries"`
-	RSSBeforeMiB      float64  `json:"rss_before_mib"`
-	RSSAfterMiB       float64  `json:"rss_after_mib"`
-	Published         *float64 `json:"published,omitempty"` // metric deltas, when scraped
-	Delivered         *float64 `json:"delivered,omitempty"`
-	Dropped           *float64 `json:"dropped,omitempty"`
-	SlowDisconnects   *float64 `json:"slow_consumer_disconnects,omitempty"`
-	PublisherStalls   *float64 `json:"publisher_stalls,omitempty"`
-	StalledSec        *float64 `json:"publisher_stalled_sec,omitempty"` // summed over the stalls
+	Source            string       `json:"source"`
+	CPUSec            float64      `json:"cpu_sec"` // summed over Processes when there are several
+	Processes         []processCPU `json:"processes,omitempty"`
+	CPUPerMDeliveries float64      `json:"cpu_sec_per_million_deliveries"`
+	RSSBeforeMiB      float64      `json:"rss_before_mib"`
+	RSSAfterMiB       float64      `json:"rss_after_mib"`
+	Published         *float64     `json:"published,omitempty"` // metric deltas, when scraped
+	Delivered         *float64     `json:"delivered,omitempty"`
+	Dropped           *float64     `json:"dropped,omitempty"`
+	SlowDisconnects   *float64     `json:"slow_consumer_disconnects,omitempty"`
+	PublisherStalls   *float64     `json:"publisher_stalls,omitempty"`
+	StalledSec        *float64     `json:"publisher_stalled_sec,omitempty"` // summed over the stalls
 }
 
 type cpuStats struct {
@@ -207,6 +231,7 @@ func (b *bench) collect(base, before, after phase, held *phase, pt phaseTimes, d
 		}
 	}
 	r.DeliveryRate = rate(r.Deliveries, lastEvent-pt.start)
+	b.collectServers(r)
 	for k, v := range all.errs {
 		r.Errors[k] += v
 	}
@@ -226,6 +251,7 @@ func (b *bench) collect(base, before, after phase, held *phase, pt phaseTimes, d
 			SlowDisconnects: counterDelta(before, after, "pubsub_slow_consumer_disconnects_total"),
 			PublisherStalls: counterDelta(before, after, "pubsub_publisher_stalls_total"),
 			StalledSec:      counterDelta(before, after, "pubsub_publisher_stall_seconds_sum"),
+			Processes:       processDeltas(before.server, after.server),
 		}
 	} else if after.serverE != nil {
 		r.Warnings = append(r.Warnings, after.serverE.Error())
@@ -250,6 +276,52 @@ func (b *bench) collect(base, before, after phase, held *phase, pt phaseTimes, d
 
 	r.Violations = violations(r, silent, unannounced, tailLoss)
 	return r
+}
+
+// collectServers fills in each server's share of a run across several,
+// and the latency of deliveries that crossed servers: those to subscribers
+// on a server that none of their topic's publishers is on (with one
+// publisher per topic, every subscriber not on the publisher's server).
+func (b *bench) collectServers(r *result) {
+	if len(b.cfg.servers) < 2 {
+		return
+	}
+	shares := make([]*serverShare, len(b.cfg.servers))
+	for i, e := range b.cfg.servers {
+		shares[i] = &serverShare{URL: e.rest, Failed: b.failedOn[i]}
+	}
+	for _, p := range b.pubs {
+		shares[p.server].Publishers++
+	}
+	var cross histogram
+	for _, s := range b.subs {
+		sh := shares[s.server]
+		sh.Subscribers++
+		sh.Deliveries += s.res.track.received
+		sh.hist.merge(&s.res.e2e)
+		if !slices.ContainsFunc(s.topic.pubs, func(p *publisher) bool { return p.server == s.server }) {
+			cross.merge(&s.res.e2e)
+		}
+	}
+	for _, sh := range shares {
+		sh.E2E = sh.hist.summary()
+	}
+	r.Servers = shares
+	cs := cross.summary()
+	r.CrossServerE2E = &cs
+}
+
+// processDeltas is each process's CPU over the phase, when the server CPU
+// was summed over several.
+func processDeltas(before, after serverSample) []processCPU {
+	if len(after.procs) < 2 || len(before.procs) != len(after.procs) {
+		return nil
+	}
+	out := make([]processCPU, len(after.procs))
+	for i, a := range after.procs {
+		out[i] = processCPU{Name: a.name, CPUSec: round3(a.cpuSec - before.procs[i].cpuSec), RSSMiB: mib(a.rssBytes)}
+	}
+	return out
 }
 
 // violations lists the broken protocol invariants (what -check fails on).
@@ -372,9 +444,31 @@ func (r *result) writeTable(w io.Writer) error {
 	if len(r.Infos) > 0 {
 		fmt.Fprintf(w, "infos        %s\n", formatCounts(r.Infos))
 	}
+	if len(r.Servers) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "server\tsubs\tfailed\tpubs\treceived\te2e p50 µs\te2e p99 µs\t")
+		for _, sh := range r.Servers {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t\n", sh.URL, sh.Subscribers, sh.Failed, sh.Publishers,
+				sh.Deliveries, sh.E2E.P50, sh.E2E.P99)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if c := r.CrossServerE2E; c != nil {
+			fmt.Fprintf(w, "cross-server %d deliveries to a server no publisher of the topic is on: e2e p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f µs\n",
+				c.Count, c.P50, c.P99, c.P999, c.Max)
+		}
+	}
 	if s := r.Server; s != nil {
 		fmt.Fprintf(w, "server cpu   %.2fs = %.2fs per 1M deliveries   RSS %.1f -> %.1f MiB [%s]\n",
 			s.CPUSec, s.CPUPerMDeliveries, s.RSSBeforeMiB, s.RSSAfterMiB, s.Source)
+		if len(s.Processes) > 0 {
+			parts := make([]string, len(s.Processes))
+			for i, p := range s.Processes {
+				parts[i] = fmt.Sprintf("%s %.2fs", p.Name, p.CPUSec)
+			}
+			fmt.Fprintf(w, "server cpu   summed over %s\n", strings.Join(parts, ", "))
+		}
 		if s.Delivered != nil {
 			fmt.Fprintf(w, "server says  published %s  delivered %s  dropped %s  slow-consumer disconnects %s\n",
 				fmtPtr(s.Published), fmtPtr(s.Delivered), fmtPtr(s.Dropped), fmtPtr(s.SlowDisconnects))

@@ -14,14 +14,25 @@ import (
 	"time"
 )
 
-// serverSample is one reading of the server's resources and counters.
+// serverSample is one reading of the servers' resources and counters,
+// summed over every process (-server-pid) or endpoint (-metrics-url).
 type serverSample struct {
 	cpuSec   float64 // user+system CPU seconds
 	rssBytes float64
 	ok       bool   // cpuSec and rssBytes are valid
 	source   string // "proc" or "metrics"
-	// Selected service counters from the metrics endpoint (when reachable).
+	// Selected service counters from the metrics endpoints (when reachable).
 	counters map[string]float64
+	// procs holds each process's or endpoint's own reading, in flag order,
+	// when there are several (nil otherwise).
+	procs []procSample
+}
+
+// procSample is one process's share of a serverSample.
+type procSample struct {
+	name     string // "pid 1234" or the metrics URL
+	cpuSec   float64
+	rssBytes float64
 }
 
 // serverCounters are the series summed (over their labels) from /metrics
@@ -37,49 +48,80 @@ var serverCounters = []string{
 	"pubsub_publisher_stall_seconds_sum",
 }
 
-// sampler reads the server's resources: /proc/<pid> when a pid is given
+// sampler reads the servers' resources: /proc/<pid> when pids are given
 // (exact, and works without a metrics endpoint), else the Prometheus
-// process collector at the metrics URL.
+// process collector at the metrics URLs. Several readings are summed: the
+// cost of a delivery is what every server of the run spent on it.
 type sampler struct {
-	pid        int
-	metricsURL string
-	http       *http.Client
+	pids        []int
+	metricsURLs []string
+	http        *http.Client
 }
 
 func (s *sampler) sample(ctx context.Context) (serverSample, error) {
 	out := serverSample{}
 	var errs []string
-	if s.metricsURL != "" {
-		m, err := s.scrape(ctx)
+	var fromMetrics, fromProc []procSample
+	for _, u := range s.metricsURLs {
+		m, err := s.scrape(ctx, u)
 		if err != nil {
 			errs = append(errs, err.Error())
-		} else {
-			out.counters = m
-			cpu, ok1 := m["process_cpu_seconds_total"]
-			rss, ok2 := m["process_resident_memory_bytes"]
-			if s.pid == 0 && ok1 && ok2 {
-				out.cpuSec, out.rssBytes, out.ok, out.source = cpu, rss, true, "metrics"
-			}
+			continue
+		}
+		if out.counters == nil {
+			out.counters = map[string]float64{}
+		}
+		for k, v := range m {
+			out.counters[k] += v
+		}
+		cpu, ok1 := m["process_cpu_seconds_total"]
+		rss, ok2 := m["process_resident_memory_bytes"]
+		if ok1 && ok2 {
+			fromMetrics = append(fromMetrics, procSample{name: u, cpuSec: cpu, rssBytes: rss})
 		}
 	}
-	if s.pid > 0 {
-		cpu, rss, err := readProc(s.pid)
+	for _, pid := range s.pids {
+		cpu, rss, err := readProc(pid)
 		if err != nil {
 			errs = append(errs, err.Error())
-		} else {
-			out.cpuSec, out.rssBytes, out.ok, out.source = cpu, rss, true, "proc"
+			continue
 		}
+		fromProc = append(fromProc, procSample{name: "pid " + strconv.Itoa(pid), cpuSec: cpu, rssBytes: rss})
+	}
+	// A sum that misses one server would pass for a cheaper run: the
+	// sample is valid only when every process of its source answered.
+	switch {
+	case len(s.pids) > 0 && len(fromProc) == len(s.pids):
+		out.sum(fromProc, "proc")
+	case len(s.pids) == 0 && len(s.metricsURLs) > 0 && len(fromMetrics) == len(s.metricsURLs):
+		out.sum(fromMetrics, "metrics")
 	}
 	if !out.ok {
+		if len(errs) == 0 && len(s.metricsURLs) > 0 {
+			errs = append(errs, "no process CPU and RSS in the metrics")
+		}
 		return out, fmt.Errorf("server resources unavailable: %s", strings.Join(errs, "; "))
 	}
 	return out, nil
 }
 
-func (s *sampler) scrape(ctx context.Context) (map[string]float64, error) {
+// sum sets the sample's totals from its processes' readings.
+func (out *serverSample) sum(ps []procSample, source string) {
+	out.cpuSec, out.rssBytes = 0, 0
+	for _, p := range ps {
+		out.cpuSec += p.cpuSec
+		out.rssBytes += p.rssBytes
+	}
+	out.ok, out.source = true, source
+	if len(ps) > 1 {
+		out.procs = ps
+	}
+}
+
+func (s *sampler) scrape(ctx context.Context, metricsURL string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.metricsURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +132,7 @@ func (s *sampler) scrape(ctx context.Context) (map[string]float64, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: HTTP %d", s.metricsURL, resp.StatusCode)
+		return nil, fmt.Errorf("GET %s: HTTP %d", metricsURL, resp.StatusCode)
 	}
 	want := map[string]bool{}
 	for _, n := range serverCounters {

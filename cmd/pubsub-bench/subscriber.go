@@ -46,6 +46,7 @@ type subscriber struct {
 	kind     subKind
 	clientID string
 	n        int // position in the run, spreads source addresses
+	server   int // index in config.servers of the server it subscribes on
 	conn     *websocket.Conn
 	raw      *rawConn // instead of conn: a fast subscriber read by a poller
 	idx      int      // index in bench.subs

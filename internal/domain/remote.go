@@ -354,3 +354,15 @@ func (t *Topic) Evict(clientID string) (bool, uint64) {
 	t.removeLocked(s)
 	return true, t.seq
 }
+
+// DetachHeld is Detach that reports whether s was still the topic's subscription for its client
+// id (and is now removed): only then may an engine forget who holds the client id.
+func (t *Topic) DetachHeld(s *Subscription) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.clients[s.ClientID] != s {
+		return false
+	}
+	t.removeLocked(s)
+	return true
+}

@@ -7,7 +7,9 @@
 // and variable names), holds every pod template to the restricted Pod
 // Security profile, and checks that the objects refer to each other
 // correctly (a Service's target port exists in the pods it selects, a
-// ConfigMap named by envFrom is in the same render, and so on).
+// ConfigMap named by envFrom is in the same render, and so on). Its tests
+// also hold every overlay to the reviewer's rules (review_test.go): limits,
+// probes, grace periods, the Go runtime and the memory bound.
 //
 // It also generates the Prometheus Operator's PrometheusRule from the plain
 // Prometheus rules file, which stays the one source of the alert rules.

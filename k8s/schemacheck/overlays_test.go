@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -215,23 +214,16 @@ func envValue(t *testing.T, objs []Object, c corev1.Container, name string) stri
 func lookupEnv(t *testing.T, objs []Object, c corev1.Container, name string) (string, bool) {
 	t.Helper()
 	for _, e := range c.Env {
-		if e.Name == name {
-			if e.ValueFrom != nil {
-				t.Fatalf("%s comes from %v, not a literal", name, e.ValueFrom)
-			}
-			return e.Value, true
+		if e.Name == name && e.ValueFrom != nil {
+			t.Fatalf("%s comes from %v, not a literal", name, e.ValueFrom)
 		}
 	}
-	for _, ef := range c.EnvFrom {
-		if ef.ConfigMapRef == nil {
-			continue
-		}
-		cm := find[*corev1.ConfigMap](t, objs, ef.ConfigMapRef.Name)
-		if v, ok := cm.Data[strings.TrimPrefix(name, ef.Prefix)]; ok {
-			return v, true
-		}
+	env, err := literalEnv(objs, c)
+	if err != nil {
+		t.Fatalf("container %s: %v", c.Name, err)
 	}
-	return "", false
+	v, ok := env[name]
+	return v, ok
 }
 
 // checkAdminListener: the service's admin listener defaults to loopback,
@@ -296,44 +288,8 @@ func TestProdOverlay(t *testing.T) {
 		t.Errorf("strategy %+v: want a rolling update with maxUnavailable 0 and a surge", d.Spec.Strategy)
 	}
 
-	c := d.Spec.Template.Spec.Containers[0]
-	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		if _, ok := c.Resources.Requests[res]; !ok {
-			t.Errorf("no %s request", res)
-		}
-		if _, ok := c.Resources.Limits[res]; !ok {
-			t.Errorf("no %s limit", res)
-		}
-	}
-	// GOMEMLIMIT is the soft target the GC works to stay under; it must sit
-	// below the hard limit at which the kernel kills the container.
-	memReq, memLim := c.Resources.Requests[corev1.ResourceMemory], c.Resources.Limits[corev1.ResourceMemory]
-	if memReq.Cmp(memLim) >= 0 {
-		t.Errorf("memory request %s must be below the limit %s (GOMEMLIMIT is taken from the request)", memReq.String(), memLim.String())
-	}
-	want := map[string]string{"GOMAXPROCS": "limits.cpu", "GOMEMLIMIT": "requests.memory"}
-	for _, e := range c.Env {
-		res, ok := want[e.Name]
-		if !ok {
-			continue
-		}
-		delete(want, e.Name)
-		ref := e.ValueFrom
-		if ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != res {
-			t.Errorf("%s must come from resourceFieldRef %s, got %+v", e.Name, res, ref)
-			continue
-		}
-		// Divisor 1: whole CPUs for GOMAXPROCS, plain bytes for GOMEMLIMIT.
-		if !ref.ResourceFieldRef.Divisor.Equal(resource.MustParse("1")) {
-			t.Errorf("%s divisor %s, want 1", e.Name, ref.ResourceFieldRef.Divisor.String())
-		}
-	}
-	for name := range want {
-		t.Errorf("%s is not set", name)
-	}
-
+	// Resources, the Go runtime and the memory bound: TestOverlaysPassReview.
 	checkProdAuth(t, objs, d)
-	checkMemoryBound(t, objs, c)
 
 	pdb := find[*policyv1.PodDisruptionBudget](t, objs, "pubsub")
 	if pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
@@ -453,50 +409,6 @@ func checkProdAuth(t *testing.T, objs []Object, d *appsv1.Deployment) {
 	}
 	if _, ok := lookupEnv(t, objs, c, "PUBSUB_API_KEY"); ok {
 		t.Error("PUBSUB_API_KEY in a manifest is a secret in git: use the Secret's keys.json")
-	}
-}
-
-// checkMemoryBound recomputes the worst case the service's limits allow
-// (the README's formula) from the production settings, and holds it under
-// GOMEMLIMIT (the memory request) with 10% to spare. Every term is set in
-// the overlay rather than taken from the service's defaults, so the bound
-// is checked against what really runs and a default changing in the code
-// cannot move it unseen.
-func checkMemoryBound(t *testing.T, objs []Object, c corev1.Container) {
-	t.Helper()
-	const (
-		kib  = 1 << 10
-		mib  = 1 << 20
-		base = 30 * mib // runtime, code, telemetry, an idle service
-		// Measured: an idle connection holds 8.3 KiB (README, Performance), and a busy one
-		// its 16 KiB read and 16 KiB write allowances besides; a topic 1.25 KiB; a
-		// subscription about 300 B plus 8 B a queue slot once its queue has grown.
-		perConn     = 41 * kib
-		perTopic    = 1280
-		perSubscrpt = 320
-		perSlot     = 8
-	)
-	size := func(name string) int64 {
-		v := envValue(t, objs, c, name)
-		n, err := parseBytes(v)
-		if err != nil {
-			t.Fatalf("%s=%s: %v", name, v, err)
-		}
-		if n == 0 {
-			t.Fatalf("%s=0 means no limit: production memory would have no bound", name)
-		}
-		return n
-	}
-	conns := size("PUBSUB_MAX_CONNECTIONS")
-	worst := base + size("PUBSUB_MAX_EVENT_BYTES") + size("PUBSUB_MAX_BUFFER_BYTES") +
-		conns*(perConn+size("PUBSUB_MAX_REPLY_BYTES")) +
-		size("PUBSUB_MAX_TOPICS")*perTopic + size("PUBSUB_MAX_SUBSCRIPTIONS")*(perSubscrpt+perSlot*size("PUBSUB_MAX_QUEUE_SIZE"))
-	goMemLimit := c.Resources.Requests[corev1.ResourceMemory]
-	limit := c.Resources.Limits[corev1.ResourceMemory]
-	t.Logf("worst case %.1f MiB; GOMEMLIMIT %s, limit %s", float64(worst)/mib, goMemLimit.String(), limit.String())
-	if float64(worst) > 0.9*float64(goMemLimit.Value()) {
-		t.Errorf("worst case %.1f MiB is above 90%% of GOMEMLIMIT (%s): lower PUBSUB_MAX_* or raise the memory request and limit",
-			float64(worst)/mib, goMemLimit.String())
 	}
 }
 

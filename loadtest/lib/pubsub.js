@@ -7,21 +7,58 @@ import { WebSocket } from 'k6/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 import { Counter, Trend } from 'k6/metrics';
 
-/** env returns __ENV[name], or fallback when it is unset or empty. */
+// The shapes of the server's JSON (PROTOCOL.md), for the type checker (`tsc -p loadtest`): k6
+// types a response body as any JSON value, and the contract, not k6, says which one it is.
+/** @typedef {{code: string, message: string}} WireError */
+/** @typedef {{error: WireError}} ErrorBody */
+/** @typedef {{uptime_sec: number, topics: number, subscribers: number}} Health */
+/** @typedef {{status: string, topic: string}} TopicStatus the reply to POST and DELETE /topics */
+/** @typedef {{topics: {name: string, subscribers: number}[]}} TopicList */
+/** @typedef {{topics: Record<string, {messages: number, subscribers: number}>}} Stats */
+/**
+ * A decoded server frame: which fields it has depends on its type (PROTOCOL.md), and the
+ * scripts check them as they read them.
+ * @typedef {Record<string, any>} Frame
+ */
+/**
+ * What a load script's setup() returns (startRun): the run's timeline, in wall-clock ms.
+ * @typedef {{created: boolean, seq0: number, publishFrom: number, publishUntil: number, endAt: number}} RunData
+ */
+/**
+ * The close event k6 passes to onclose: k6 sets code (when a close frame arrived) and reason
+ * (internal/js/modules/k6/websockets in grafana/k6), though @types/k6 declares onclose without
+ * an argument; hence every onclose handler here takes it as optional.
+ * @typedef {{code?: number, reason?: string}} CloseEvent
+ */
+
+/**
+ * env returns __ENV[name], or fallback when it is unset or empty.
+ * @param {string} name
+ * @param {string} fallback
+ * @returns {string}
+ */
 export function env(name, fallback) {
   const v = __ENV[name];
   return v === undefined || v === '' ? fallback : v;
 }
 
-/** envInt returns a non-negative integer from __ENV, refusing anything else at start. */
+/**
+ * envInt returns a non-negative integer from __ENV, refusing anything else at start.
+ * @param {string} name
+ * @param {number} fallback
+ */
 export function envInt(name, fallback) {
   const v = env(name, String(fallback));
   if (!/^\d+$/.test(v)) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
-/** ms converts a k6-style duration ("90s", "1m30s", "250ms", "2h") to milliseconds. */
+/**
+ * ms converts a k6-style duration ("90s", "1m30s", "250ms", "2h") to milliseconds.
+ * @param {string} duration
+ */
 export function ms(duration) {
+  /** @type {Record<string, number>} */
   const units = { ms: 1, s: 1000, m: 60000, h: 3600000 };
   const s = String(duration);
   if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(s)) throw new Error(`invalid duration ${JSON.stringify(s)}`);
@@ -31,7 +68,11 @@ export function ms(duration) {
   return total;
 }
 
-/** envMs reads a duration from __ENV, in milliseconds. */
+/**
+ * envMs reads a duration from __ENV, in milliseconds.
+ * @param {string} name
+ * @param {string} fallback a duration, as "2s"
+ */
 export function envMs(name, fallback) {
   return ms(env(name, fallback));
 }
@@ -75,7 +116,10 @@ export const metrics = {
 
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
-/** createTopic creates a topic, accepting that it exists already; returns true if it was created. */
+/**
+ * createTopic creates a topic, accepting that it exists already; returns true if it was created.
+ * @param {string} name
+ */
 export function createTopic(name) {
   const res = http.post(`${BASE_URL}/topics`, JSON.stringify({ name }), {
     headers: JSON_HEADERS,
@@ -88,18 +132,38 @@ export function createTopic(name) {
   return res.status === 201;
 }
 
-/** deleteTopic deletes a topic the script created. */
+/**
+ * deleteTopic deletes a topic the script created.
+ * @param {string} name
+ */
 export function deleteTopic(name) {
   const res = http.del(`${BASE_URL}/topics/${encodeURIComponent(name)}`);
   check(res, { 'topic deleted': (r) => r.status === 200 });
 }
 
-/** topicMessages returns how many messages the topic accepted since it was created (= its last seq). */
+/**
+ * topicMessages returns how many messages the topic accepted since it was created (= its last
+ * seq), or null when GET /stats fails (a failed check).
+ * @param {string} name
+ * @returns {number | null}
+ */
 export function topicMessages(name) {
   const res = http.get(`${BASE_URL}/stats`);
   if (!check(res, { 'GET /stats is 200': (r) => r.status === 200 })) return null;
-  const topic = res.json().topics[name];
+  const topic = /** @type {Stats} */ (res.json()).topics[name];
   return topic ? topic.messages : 0;
+}
+
+/**
+ * decodeFrame decodes the server frame a message event carries. k6 types the event as optional and
+ * its data as string, ArrayBuffer or Blob; the server sends only text frames (PROTOCOL.md), so
+ * anything else is a broken contract and throws, as JSON.parse does on text that is not JSON.
+ * @param {import('k6/websockets').MessageEvent} [e]
+ * @returns {Frame}
+ */
+export function decodeFrame(e) {
+  if (!e || typeof e.data !== 'string') throw new Error('expected a text frame from the server');
+  return JSON.parse(e.data);
 }
 
 /** uuid returns a random version 4 UUID (not for cryptography: only to be unique). */
@@ -115,12 +179,17 @@ export function uuid() {
   return s;
 }
 
-/** payload returns a message payload of about `bytes` bytes that carries its send time. */
+/**
+ * payload returns a message payload of about `bytes` bytes that carries its send time.
+ * @param {number} bytes
+ * @param {number} n the message's number in its batch
+ */
 export function payload(bytes, n) {
   const pad = 'x'.repeat(Math.max(0, bytes - 64));
   return { sent_ms: Date.now(), vu: __VU, n, pad_len: pad.length, pad };
 }
 
+/** @param {any} p a received payload, intact if it is as payload() made it */
 function intact(p) {
   return p !== null && typeof p === 'object' && typeof p.sent_ms === 'number' &&
     typeof p.pad === 'string' && p.pad.length === p.pad_len;
@@ -137,6 +206,8 @@ export class Subscription {
    * to predate every publish (else null); liveAfter: events with payload.sent_ms before this are
    * replays and do not count toward latency; lastN: history to ask for when subscribing;
    * onLatency: optional callback(ms).
+   * @param {{role: string, topic: string, firstSeq?: number | null, liveAfter?: number, lastN?: number,
+   *   onLatency?: (ms: number) => void}} opts
    */
   constructor(opts) {
     this.role = opts.role;
@@ -146,17 +217,20 @@ export class Subscription {
     this.lastN = opts.lastN ?? 0;
     this.onLatency = opts.onLatency;
     this.tags = { role: opts.role };
+    /** @type {number | null} */
     this.lastSeq = null;
     this.count = 0;
     this.told = false; // SLOW_CONSUMER received since the previous event
     this.everTold = false;
   }
 
+  /** @param {number} missing */
   recordGap(missing) {
     metrics.lost.add(missing, this.tags);
     if (!this.told) metrics.violations.add(1, { ...this.tags, kind: 'unannounced_loss' });
   }
 
+  /** @param {Frame} frame an event frame for this subscription's topic */
   onEvent(frame) {
     const now = Date.now();
     const seq = frame.seq;
@@ -193,7 +267,10 @@ export class Subscription {
     this.everTold = true;
   }
 
-  /** onClosed records a connection end the client did not ask for. */
+  /**
+   * onClosed records a connection end the client did not ask for.
+   * @param {number} [code] the close frame's code, if one arrived
+   */
   onClosed(code) {
     metrics.disconnects.add(1, { ...this.tags, code: code ? String(code) : 'none' });
     if (code === 1008 && !this.everTold) metrics.violations.add(1, { ...this.tags, kind: 'unannounced_disconnect' });
@@ -203,6 +280,7 @@ export class Subscription {
   /**
    * finish accounts for messages published before `last` (the topic's final seq) that never
    * arrived. Only call it once publishing has stopped and the connection is still healthy.
+   * @param {number | null} last null when it could not be read: nothing to account for
    */
   finish(last) {
     if (last === null) return;
@@ -221,9 +299,13 @@ export class Subscription {
  * beforeEvent() (a slow reader's delay), onFrame(frame) for anything else the caller wants to
  * see, onClose(event, byClient). It returns {ws, close()}; close() ends the socket as the
  * client's own decision.
+ * @param {Subscription[]} subs
+ * @param {{role: string, clientId: string, onSubscribed?: (ack: Frame) => void, beforeEvent?: () => void,
+ *   onFrame?: (frame: Frame) => void, onClose?: (event: CloseEvent, byClient: boolean) => void}} opts
  */
 export function subscriber(subs, opts) {
   const ws = new WebSocket(WS_URL, null, { tags: { role: opts.role } });
+  /** @type {Record<string, Subscription>} */
   const byTopic = {};
   for (const s of subs) byTopic[s.topic] = s;
   let closing = false;
@@ -235,7 +317,7 @@ export function subscriber(subs, opts) {
     }
   };
   ws.onmessage = (e) => {
-    const f = JSON.parse(e.data);
+    const f = decodeFrame(e);
     if (f.type === 'event') {
       if (opts.beforeEvent) opts.beforeEvent();
       const s = byTopic[f.topic];
@@ -255,7 +337,7 @@ export function subscriber(subs, opts) {
     }
     if (opts.onFrame) opts.onFrame(f);
   };
-  ws.onclose = (e) => {
+  ws.onclose = (/** @type {CloseEvent} */ e = {}) => {
     if (!closing) for (const s of subs) s.onClosed(e.code);
     if (opts.onClose) opts.onClose(e, closing);
   };
@@ -273,12 +355,15 @@ export function subscriber(subs, opts) {
  * publishBatch opens a socket, publishes `count` messages pipelined, waits for every ack (up to
  * timeoutMs) and closes. Each ack's latency is recorded; an error frame or a missing ack is a
  * publish failure.
+ * @param {{topic: string, count: number, bytes: number, timeoutMs: number, role?: string}} batch
  */
 export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher' }) {
   const ws = new WebSocket(WS_URL, null, { tags: { role } });
+  /** @type {Record<string, number>} request_id -> when it was sent */
   const sentAt = {};
   let outstanding = 0;
   let closing = false;
+  /** @type {import('k6/timers').TimeoutID | null} */
   let timer = null;
   const done = () => {
     closing = true;
@@ -299,7 +384,7 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
     }, timeoutMs);
   };
   ws.onmessage = (e) => {
-    const f = JSON.parse(e.data);
+    const f = decodeFrame(e);
     if ((f.type !== 'ack' && f.type !== 'error') || sentAt[f.request_id] === undefined) return;
     outstanding--;
     if (f.type === 'ack' && f.status === 'ok') {
@@ -311,7 +396,7 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
     delete sentAt[f.request_id];
     if (outstanding === 0) done();
   };
-  ws.onclose = (e) => {
+  ws.onclose = (/** @type {CloseEvent} */ e = {}) => {
     if (closing) return;
     if (timer !== null) clearTimeout(timer);
     metrics.disconnects.add(1, { role, code: e.code ? String(e.code) : 'none' });
@@ -323,10 +408,16 @@ export function publishBatch({ topic, count, bytes, timeoutMs, role = 'publisher
  * startRun is the setup() of the load scripts: it creates the topic (or uses the existing one)
  * and fixes the run's timeline, in wall-clock ms: publishing runs from publishFrom to
  * publishUntil, subscribers hold on until endAt. seq0 is the topic's last seq before the run.
+ * @param {string} topic
+ * @param {number} beforeMs
+ * @param {number} durationMs
+ * @param {number} drainMs
+ * @returns {RunData}
  */
 export function startRun(topic, beforeMs, durationMs, drainMs) {
   const created = createTopic(topic);
   const seq0 = topicMessages(topic);
+  if (seq0 === null) throw new Error(`GET /stats failed: the last seq of ${topic} before the run is unknown`);
   const t0 = Date.now();
   return {
     created,
@@ -340,6 +431,10 @@ export function startRun(topic, beforeMs, durationMs, drainMs) {
 /**
  * arrivalScenario is a constant-arrival-rate scenario of `rate` iterations per second, each
  * expected to last about iterationSeconds, with VUs to spare so that none is dropped.
+ * @param {string} exec
+ * @param {number} rate
+ * @param {{startMs: number, durationMs: number, graceMs: number, iterationSeconds?: number}} timing
+ * @returns {import('k6/options').ConstantArrivalRateScenario}
  */
 export function arrivalScenario(exec, rate, { startMs, durationMs, graceMs, iterationSeconds = 0.5 }) {
   const preAllocated = Math.max(4, Math.ceil(rate * iterationSeconds) + 2);
@@ -362,6 +457,9 @@ export function arrivalScenario(exec, rate, { startMs, durationMs, graceMs, iter
  * must receive every message from seq0+1 on. At the end each still-open subscription accounts
  * for its tail (if opts.tail) and closes; if every socket closes earlier, the iteration ends and
  * the next one reconnects. opts: role, topic, sockets, tail, beforeEvent, onLatency, onEnd.
+ * @param {RunData} data
+ * @param {{role: string, topic: string, sockets: number, tail?: boolean, beforeEvent?: () => void,
+ *   onLatency?: (ms: number) => void, onEnd?: () => void}} opts
  */
 export function holdSubscriptions(data, opts) {
   if (Date.now() >= data.endAt - 1000) {
@@ -369,8 +467,10 @@ export function holdSubscriptions(data, opts) {
     sleep(1); // too late to observe anything: wait for the scenario to end
     return;
   }
+  /** @type {{s: Subscription, conn: ReturnType<typeof subscriber>}[]} */
   const held = [];
   let open = opts.sockets;
+  /** @type {import('k6/timers').TimeoutID | null} */
   let timer = null;
   const end = () => {
     if (timer !== null) clearTimeout(timer);

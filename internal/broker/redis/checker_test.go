@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -167,6 +168,14 @@ func waitTick() { time.Sleep(5 * time.Millisecond) }
 type countingObserver struct {
 	redisNop
 	gaps, repairsOK, repairsFailed, overflows, anomalies, reconnects, probes atomic.Int64
+	takeovers                                                                atomic.Int64 // calls to another replica's channel
+}
+
+func (o *countingObserver) StartCall(ctx context.Context, op string) (context.Context, func(error)) {
+	if op == "takeover" {
+		o.takeovers.Add(1)
+	}
+	return ctx, func(error) {}
 }
 
 func (o *countingObserver) Repaired(ok bool) {

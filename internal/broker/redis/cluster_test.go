@@ -46,9 +46,9 @@ func (c *cluster) Publish(ctx context.Context, name domain.TopicName, msg domain
 	if err != nil {
 		return ev, st, err
 	}
-	if dev, dst, ok := c.subs.AwaitDelivered(ctx, name, ev.Seq); ok {
+	if dst, ok := c.subs.AwaitDelivered(ctx, name, ev.Seq); ok {
 		dst.Start = ev.Time
-		return dev, dst, nil
+		return ev, dst, nil
 	}
 	return ev, st, nil
 }

@@ -51,11 +51,19 @@ type Options struct {
 	// ProbeIdle is how long the pub/sub connection may receive nothing before the replica checks
 	// it with a probe on its own channel (default 15s).
 	ProbeIdle time.Duration
-	// InboxSize bounds the messages waiting for one topic's worker (default 4096); past it
-	// they are dropped and the topic repaired from its history.
-	InboxSize int
-	Observer  Observer
-	Logger    *slog.Logger
+	// AwaitLocalDelivery makes Publish return only once this replica's own subscribers of the
+	// topic have the event in their queues (within Timeout), with their fan-out's stats: the
+	// memory engine's ack, on one replica. Off, the ack means what PROTOCOL.md asks of several
+	// replicas (stored, and published to every replica), and the publisher's own subscription
+	// may see its event just before or just after the ack, as the protocol allows.
+	AwaitLocalDelivery bool
+	// InboxSize bounds the messages waiting for one topic's worker (default 4096), and
+	// InboxBytes their bytes over all topics (default 64 MiB); past either, messages are dropped
+	// and their topics repaired from the history.
+	InboxBytes int64
+	InboxSize  int
+	Observer   Observer
+	Logger     *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -79,6 +87,9 @@ func (o *Options) defaults() {
 	}
 	if o.InboxSize <= 0 {
 		o.InboxSize = 4096
+	}
+	if o.InboxBytes <= 0 {
+		o.InboxBytes = 64 << 20
 	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}
@@ -157,6 +168,9 @@ type Engine struct {
 	replicas atomic.Int64 // fresh replicas at the last heartbeat
 	pending  pendingTakeovers
 	changed  chan struct{} // a local count changed: heartbeat soon, so other replicas see it
+	releases chan ownerRecord
+	// inboxBytes bounds the received messages waiting for the workers, over all topics.
+	inboxBytes *domain.Budget
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -177,17 +191,23 @@ func New(ctx context.Context, cfg domain.TopicConfig, opts Options) (*Engine, er
 	}
 	e := &Engine{cfg: cfg, opts: opts, keys: keys{prefix: opts.Prefix}, client: client,
 		mirrors: domain.NewMirrors(cfg), obs: opts.Observer,
-		log:    opts.Logger.With("replica", opts.Replica),
-		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1)}
+		log:    opts.Logger,
+		topics: make(map[domain.TopicName]*topicState), stop: make(chan struct{}), changed: make(chan struct{}, 1),
+		releases: make(chan ownerRecord, 4096), inboxBytes: domain.NewBudget(opts.InboxBytes)}
 	e.feed = newFeed(e)
 	if err := e.feed.start(ctx); err != nil {
 		client.Close()
 		return nil, err
 	}
-	e.wg.Add(1)
+	e.heartbeat() // before New returns: other replicas must see this one alive (takeover asks)
+	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		e.survive("heartbeat", e.heartbeatLoop)
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.survive("releaser", e.releaser)
 	}()
 	e.obs.Up(true)
 	return e, nil
@@ -314,9 +334,9 @@ func (e *Engine) DeleteTopic(ctx context.Context, name domain.TopicName) error {
 
 // Publish stores msg in the topic's history under its next seq and publishes it to every replica
 // in one script. When it returns nil the message has its seq, is in the history, and was published
-// to every replica; when this replica has subscribers of the topic it returns after they have it
-// in their queues (within the timeout), with their fan-out's stats. The event is encoded here,
-// once: every replica delivers these bytes.
+// to every replica; with AwaitLocalDelivery, this replica's subscribers of the topic also have it
+// in their queues (within the timeout), and the stats are their fan-out's. The event is encoded
+// here, once: every replica delivers these bytes.
 func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.Message) (*domain.Event, domain.PublishStats, error) {
 	now := e.now()
 	enc, err := encodeEvent(name, msg, now, e.cfg.Encoder)
@@ -350,15 +370,22 @@ func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.
 		return nil, domain.PublishStats{}, errorOf(err, name, e.cfg)
 	}
 	appended := e.now()
-	if st != nil {
-		if ev, stats, ok := st.awaitDelivery(ctx, seq, e.opts.Timeout); ok {
-			stats.Start = ev.Time
-			return ev, stats, nil
-		}
-	}
 	ev, err := decodeEvent(name, seq, enc.body)
 	if err != nil {
 		return nil, domain.PublishStats{}, err
+	}
+	if st != nil {
+		// The event usually reaches this replica's worker as the script's reply comes back (the
+		// script publishes before it returns): then the ack reports the local fan-out. Waiting
+		// for it is optional, because it costs each publish a hand-off between goroutines.
+		wait := time.Duration(0)
+		if e.opts.AwaitLocalDelivery {
+			wait = e.opts.Timeout
+		}
+		if stats, ok := st.awaitDelivery(ctx, seq, wait); ok {
+			stats.Start = ev.Time
+			return ev, stats, nil
+		}
 	}
 	return ev, domain.PublishStats{Start: now, Appended: appended, End: appended}, nil
 }
@@ -552,8 +579,9 @@ func (e *Engine) readScript(ctx context.Context, name domain.TopicName, mode, a,
 	return r, nil
 }
 
-// Unsubscribe ends clientID's local subscription for by. With none here, the topic must still
-// exist (KindNotFound otherwise); unsubscribing twice is not an error.
+// Unsubscribe ends clientID's subscription for by: here, or on the replica that holds it (see
+// unsubscribeElsewhere). The topic must exist (KindNotFound otherwise); unsubscribing twice is not
+// an error.
 func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientID string, by domain.Waker) error {
 	if st := e.lookup(name); st != nil {
 		if t := st.localTopic(); t != nil {
@@ -569,19 +597,7 @@ func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientI
 			}
 		}
 	}
-	var n int64
-	err := e.call(ctx, "exists", func(ctx context.Context) error {
-		var err error
-		n, err = e.client.Do(ctx, e.client.B().Exists().Key(e.keys.meta(name)).Build()).AsInt64()
-		return err
-	})
-	if err != nil {
-		return errorOf(err, name, e.cfg)
-	}
-	if n == 0 {
-		return domain.Errorf(domain.KindNotFound, "topic %q does not exist", string(name))
-	}
-	return nil
+	return e.unsubscribeElsewhere(ctx, name, clientID, by)
 }
 
 // Detach drops sub locally if its topic still has it; the topic's worker unsubscribes from the
@@ -589,7 +605,9 @@ func (e *Engine) Unsubscribe(ctx context.Context, name domain.TopicName, clientI
 func (e *Engine) Detach(sub *domain.Subscription) {
 	if st := e.lookup(sub.Topic); st != nil {
 		if t := st.localTopic(); t != nil {
-			t.Detach(sub)
+			if t.DetachHeld(sub) {
+				e.releaseLater(sub.Topic, sub.ClientID)
+			}
 			st.poke()
 			e.countsChanged()
 		}
@@ -750,7 +768,6 @@ func (e *Engine) heartbeatLoop() {
 	t := time.NewTicker(e.opts.Heartbeat)
 	defer t.Stop()
 	for {
-		e.heartbeat()
 		select {
 		case <-e.stop:
 			return
@@ -764,6 +781,7 @@ func (e *Engine) heartbeatLoop() {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
+		e.heartbeat()
 	}
 }
 

@@ -97,36 +97,54 @@ func TestSeamWhilePublishing(t *testing.T) {
 	}
 }
 
-// A worker whose inbox overflows repairs from the history: the subscriber sees every event.
+// A worker whose inbox overflows (by count or by bytes) repairs from the history: the subscriber
+// sees every event, and the inbox's bytes all come back.
 func TestOverflowRepairs(t *testing.T) {
-	p := newPrefix()
-	obs := &countingObserver{}
-	oa := options(p, "a")
-	oa.InboxSize, oa.Observer = 1, obs
-	a, b := newEngine(t, testConfig(100000, 100000), oa), newEngine(t, testConfig(100000, 100000), options(p, "b"))
-	if err := b.CreateTopic(t.Context(), "burst"); err != nil {
-		t.Fatal(err)
-	}
-	f, _ := subscribe(t, a, "burst", "s", 0)
-	var wg sync.WaitGroup
-	const perPub = 300
-	for range 4 {
-		wg.Go(func() {
-			for n := range perPub {
-				if _, _, err := b.Publish(context.Background(), "burst", msg(uint64(n))); err != nil {
-					t.Error(err)
-					return
+	for _, tt := range []struct {
+		name string
+		tune func(*redis.Options)
+	}{
+		{"by count", func(o *redis.Options) { o.InboxSize = 1 }},
+		{"by bytes", func(o *redis.Options) { o.InboxBytes = 200 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPrefix()
+			obs := &countingObserver{}
+			oa := options(p, "a")
+			oa.Observer = obs
+			tt.tune(&oa)
+			a, b := newEngine(t, testConfig(100000, 100000), oa), newEngine(t, testConfig(100000, 100000), options(p, "b"))
+			if err := b.CreateTopic(t.Context(), "burst"); err != nil {
+				t.Fatal(err)
+			}
+			f, _ := subscribe(t, a, "burst", "s", 0)
+			var wg sync.WaitGroup
+			const perPub = 300
+			for range 4 {
+				wg.Go(func() {
+					for n := range perPub {
+						if _, _, err := b.Publish(context.Background(), "burst", msg(uint64(n))); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			f.waitFor(t, 4*perPub)
+			seqs, gaps := f.check(t)
+			if len(gaps) > 0 || len(seqs) != 4*perPub {
+				t.Fatalf("got %d events and gaps %v, want all %d repaired", len(seqs), gaps, 4*perPub)
+			}
+			// Messages already repaired may still wait in the inbox a moment: they drain.
+			for deadline := time.Now().Add(10 * time.Second); a.InboxUsed() != 0; waitTick() {
+				if time.Now().After(deadline) {
+					t.Fatalf("inbox holds %d bytes with every event delivered", a.InboxUsed())
 				}
 			}
+			t.Logf("overflows %d, repairs ok %d", obs.overflows.Load(), obs.repairsOK.Load())
 		})
 	}
-	wg.Wait()
-	f.waitFor(t, 4*perPub)
-	seqs, gaps := f.check(t)
-	if len(gaps) > 0 || len(seqs) != 4*perPub {
-		t.Fatalf("got %d events and gaps %v, want all %d repaired", len(seqs), gaps, 4*perPub)
-	}
-	t.Logf("overflows %d, repairs ok %d", obs.overflows.Load(), obs.repairsOK.Load())
 }
 
 // When the history no longer holds what a worker missed, the subscriber is told: a gap notice
@@ -331,5 +349,74 @@ func TestResume(t *testing.T) {
 				t.Fatalf("replay %v, want from %d", d.Seqs(), tt.since+1)
 			}
 		})
+	}
+}
+
+// A client id unsubscribed through another replica (same principal): the replica that holds the
+// subscription ends it with UnsubscribedElsewhere, as a second connection on one replica would.
+func TestUnsubscribeAcrossReplicas(t *testing.T) {
+	p := newPrefix()
+	a, b := newEngine(t, testConfig(10, 100), options(p, "a")), newEngine(t, testConfig(10, 100), options(p, "b"))
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "client\nwith a newline", 0)
+	if err := b.Unsubscribe(t.Context(), "t", "client\nwith a newline", nil); err != nil {
+		t.Fatal(err)
+	}
+	if end := f.waitEnd(t); end != domain.UnsubscribedElsewhere {
+		t.Fatalf("end %v, want UnsubscribedElsewhere", end)
+	}
+	f.check(t)
+	if err := b.Unsubscribe(t.Context(), "t", "client", nil); err != nil {
+		t.Fatalf("unsubscribing twice: %v", err)
+	}
+	if err := b.Unsubscribe(t.Context(), "missing", "client", nil); domain.KindOf(err) != domain.KindNotFound {
+		t.Fatalf("unsubscribe on a missing topic: %v", err)
+	}
+}
+
+// A connection that goes away leaves no owner record behind, so a topic does not keep one per
+// client id that ever subscribed; a record of a replica that is gone costs a takeover nothing.
+func TestOwnerRecordsForgotten(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	o := options(p, "a")
+	o.Observer = obs
+	a := newEngine(t, testConfig(10, 100), o)
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		w := brokertest.NewWaker()
+		res, err := a.Subscribe(t.Context(), "t", domain.SubscribeSpec{ClientID: fmt.Sprint("c", i), Owner: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Detach(res.Sub)
+		res.Sub.Abandon()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := srv.Do("HLEN", p+"{t}:o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s owner records left after every connection went", n)
+		}
+		waitTick()
+	}
+	// A record naming a replica with no heartbeat: the subscribe does not wait for it.
+	if _, err := srv.Do("HSET", p+"{t}:o", "ghost", "gone-replica\n"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "ghost", 0)
+	f.check(t)
+	if n := obs.takeovers.Load(); n != 0 {
+		t.Fatalf("%d takeover messages sent to a replica that is gone", n)
 	}
 }

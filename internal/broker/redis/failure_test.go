@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubsubd/pubsub/internal/broker/redis/redistest"
 	"github.com/pubsubd/pubsub/internal/domain"
 )
 
@@ -160,4 +161,113 @@ func TestSeqBehindRotatesEpoch(t *testing.T) {
 	if len(gaps) != 1 || gaps[0] != [2]uint64{} || seqs[len(seqs)-1] != 4 {
 		t.Fatalf("seqs %v, notices %v: want 1..5, a discontinuity, then 4", seqs, gaps)
 	}
+}
+
+// redis-server killed (SIGKILL) and restarted on its AOF, with appendfsync always: every
+// acknowledged event survives, the replicas reconnect, and the subscriber gets every one of them
+// once, in order; publishes during the outage fail and are not acknowledged.
+func TestRedisRestartRepairs(t *testing.T) {
+	if _, err := srv.Do("CONFIG", "SET", "appendfsync", "always"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = srv.Do("CONFIG", "SET", "appendfsync", "everysec") }()
+	p := newPrefix()
+	obs := &countingObserver{}
+	oa, ob := options(p, "a"), options(p, "b")
+	oa.Observer = obs
+	oa.Timeout, ob.Timeout = 500*time.Millisecond, 500*time.Millisecond
+	cfg := testConfig(100000, 100000)
+	a, b := newEngine(t, cfg, oa), newEngine(t, cfg, ob)
+	if err := b.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "s", 0)
+	var acked []uint64
+	publish := func() error {
+		ev, _, err := b.Publish(context.Background(), "t", msg(1))
+		if err == nil {
+			acked = append(acked, ev.Seq)
+		}
+		return err
+	}
+	for range 20 {
+		if err := publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(); domain.KindOf(err) != domain.KindUnavailable {
+		t.Fatalf("publish with Redis down: %v, want KindUnavailable", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(acked) < 40 {
+		if err := publish(); err != nil && time.Now().After(deadline) {
+			t.Fatalf("publish after the restart: %v", err)
+		} else if err != nil {
+			waitTick()
+		}
+	}
+	f.waitFor(t, acked[len(acked)-1])
+	seqs, gaps := f.check(t)
+	if len(gaps) > 0 || len(seqs) != len(acked) {
+		t.Fatalf("%d events and gaps %v for %d acknowledged", len(seqs), gaps, len(acked))
+	}
+	if obs.reconnects.Load() == 0 {
+		t.Fatal("no reconnect counted")
+	}
+}
+
+// Sentinel mode: the engine asks the Sentinel for the master and works through it.
+func TestSentinel(t *testing.T) {
+	s, err := redistest.StartSentinel(t.TempDir(), "mymaster", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	o := options(newPrefix(), "sentinel")
+	o.URL, o.SentinelMaster, o.SentinelAddrs = "", "mymaster", []string{s.Addr()}
+	e := newEngine(t, testConfig(10, 100), o)
+	if err := e.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, e, "t", "s", 0)
+	if ev, _, err := e.Publish(t.Context(), "t", msg(1)); err != nil || ev.Seq != 1 {
+		t.Fatalf("publish through Sentinel: %v, %v", ev, err)
+	}
+	f.waitFor(t, 1)
+	f.check(t)
+}
+
+// A pub/sub connection that stays up but receives nothing is found by the idle probe and
+// replaced; the subscriber goes on receiving.
+func TestProbeReplacesSilentConnection(t *testing.T) {
+	p := newPrefix()
+	obs := &countingObserver{}
+	o := options(p, "a")
+	o.Observer, o.ProbeIdle, o.Timeout = obs, 200*time.Millisecond, 300*time.Millisecond
+	a := newEngine(t, testConfig(10, 100), o)
+	if err := a.CreateTopic(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := subscribe(t, a, "t", "s", 0)
+	if err := a.MuteNodeChannel(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for obs.probes.Load() == 0 || obs.reconnects.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("probe restarts %d, reconnects %d: want the silent connection replaced", obs.probes.Load(), obs.reconnects.Load())
+		}
+		waitTick()
+	}
+	if _, _, err := a.Publish(t.Context(), "t", msg(1)); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor(t, 1)
+	f.check(t)
 }

@@ -45,6 +45,54 @@ if v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. '\n' then redis.call('HDEL
 return 1
 `)
 
+// scriptUnclaim: KEYS owners, meta; ARGV client id, principal. Forgets the owner record of the
+// client id when it belongs to principal, and returns the replica that held it (nil: none).
+var scriptUnclaim = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('TOPIC_NOT_FOUND') end
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+local i = string.find(v, '\n', 1, true)
+if not i then return false end
+if string.sub(v, i + 1) ~= ARGV[2] then return redis.error_reply('NOT_OWNER') end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return string.sub(v, 1, i - 1)
+`)
+
+// unsubscribeElsewhere ends clientID's subscription on the replica that holds it, when that is not
+// this one: the owner record says which (and refuses another principal), and that replica is told
+// on its node channel to end it with UnsubscribedElsewhere, as a connection of the same principal
+// on the same replica would. A topic that does not exist is KindNotFound.
+func (e *Engine) unsubscribeElsewhere(ctx context.Context, name domain.TopicName, clientID string, by domain.Waker) error {
+	var holder string
+	err := e.call(ctx, "release", func(ctx context.Context) error {
+		v, err := scriptUnclaim.Exec(ctx, e.client, []string{e.keys.owners(name), e.keys.meta(name)},
+			[]string{clientID, principal(by)}).ToString()
+		if err != nil && isNil(err) {
+			return nil
+		}
+		holder = v
+		return err
+	})
+	if err != nil {
+		return errorOf(err, name, e.cfg)
+	}
+	if holder == "" || holder == e.opts.Replica {
+		return nil
+	}
+	msg := "u" + strconv.Quote(clientID) + "\n" + string(name) + "\n" + strconv.Quote(principal(by))
+	err = e.call(ctx, "takeover", func(ctx context.Context) error {
+		return e.client.Do(ctx, e.client.B().Publish().Channel(e.keys.node(holder)).Message(msg).Build()).Error()
+	})
+	return errorOf(err, name, e.cfg)
+}
+
+// principalOnly acts for a principal with no connection of its own here: a replica ends a
+// subscription for a connection of that principal on another replica.
+type principalOnly string
+
+func (principalOnly) Wake()               {}
+func (p principalOnly) Principal() string { return string(p) }
+
 // pendingTakeovers are the answers this replica waits for, by request id.
 type pendingTakeovers struct {
 	mu sync.Mutex
@@ -74,8 +122,8 @@ func (e *Engine) takeover(ctx context.Context, name domain.TopicName, spec domai
 	if err != nil {
 		return 0, errorOf(err, name, e.cfg)
 	}
-	if prev == "" || prev == e.opts.Replica {
-		return 0, nil
+	if prev == "" || prev == e.opts.Replica || !e.alive(ctx, prev) {
+		return 0, nil // nobody else holds it (a record left by a replica that is gone holds nothing)
 	}
 	id := newEpoch()
 	ch := make(chan uint64, 1)
@@ -90,7 +138,7 @@ func (e *Engine) takeover(ctx context.Context, name domain.TopicName, spec domai
 		delete(e.pending.m, id)
 		e.pending.mu.Unlock()
 	}()
-	msg := "t" + id + "\n" + e.opts.Replica + "\n" + spec.ClientID + "\n" + string(name)
+	msg := "t" + id + "\n" + e.opts.Replica + "\n" + strconv.Quote(spec.ClientID) + "\n" + string(name)
 	err = e.call(ctx, "takeover", func(ctx context.Context) error {
 		return e.client.Do(ctx, e.client.B().Publish().Channel(e.keys.node(prev)).Message(msg).Build()).Error()
 	})
@@ -110,6 +158,52 @@ func (e *Engine) takeover(ctx context.Context, name domain.TopicName, spec domai
 	}
 }
 
+// alive reports whether replica had a fresh heartbeat (within three intervals). When Redis
+// cannot say, it answers yes: the takeover then costs at most the timeout.
+func (e *Engine) alive(ctx context.Context, replica string) bool {
+	var score float64
+	err := e.call(ctx, "stats", func(ctx context.Context) error {
+		var err error
+		score, err = e.client.Do(ctx, e.client.B().Zscore().Key(e.keys.replicas()).Member(replica).Build()).AsFloat64()
+		return err
+	})
+	if isNil(err) {
+		return false
+	}
+	return err != nil || time.UnixMilli(int64(score)).After(time.Now().Add(-3*e.opts.Heartbeat))
+}
+
+// releaser forgets, off the callers' paths, the owner records of subscriptions whose connection
+// went away (Detach): without it a topic would keep one record per client id that ever
+// subscribed. The queue is bounded; a record it cannot take stays until the topic is deleted or
+// the client id subscribes again (harmless: its replica answers a takeover at once, or is gone).
+func (e *Engine) releaser() {
+	for {
+		select {
+		case <-e.stop:
+			return
+		case r := <-e.releases:
+			ctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
+			e.release(ctx, r.topic, r.clientID)
+			cancel()
+		}
+	}
+}
+
+// releaseLater queues the owner record of clientID on topic for the releaser; it never blocks.
+func (e *Engine) releaseLater(topic domain.TopicName, clientID string) {
+	select {
+	case e.releases <- ownerRecord{topic, clientID}:
+	default:
+	}
+}
+
+// ownerRecord names one owner record.
+type ownerRecord struct {
+	topic    domain.TopicName
+	clientID string
+}
+
 // release forgets the owner record of clientID on name if it is this replica's (best effort: a
 // stale record costs a later takeover one message).
 func (e *Engine) release(ctx context.Context, name domain.TopicName, clientID string) {
@@ -118,8 +212,9 @@ func (e *Engine) release(ctx context.Context, name domain.TopicName, clientID st
 	})
 }
 
-// onNodeMessage handles a takeover request ("t<id>\n<from>\n<client id>\n<topic>") or answer
-// ("a<id>\n<seq>") on this replica's channel. It runs on the pub/sub callback: a request is
+// onNodeMessage handles a takeover request ("t<id>\n<from>\n<client id>\n<topic>"), its answer
+// ("a<id>\n<seq>") or an unsubscribe ("u<client id>\n<topic>\n<principal>") on this replica's
+// channel. Client ids and principals are Go-quoted: whatever they hold, they hold no newline. It runs on the pub/sub callback: a request is
 // served on its own goroutine (takeovers are rare), never on the callback.
 func (e *Engine) onNodeMessage(msg string) {
 	parts := strings.Split(msg[1:], "\n")
@@ -141,6 +236,25 @@ func (e *Engine) onNodeMessage(msg string) {
 			default:
 			}
 		}
+	case 'u':
+		if len(parts) != 3 {
+			return
+		}
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
+		clientID, err1 := strconv.Unquote(parts[0])
+		p, err2 := strconv.Unquote(parts[2])
+		if err1 != nil || err2 != nil {
+			return
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.unsubscribeHere(clientID, domain.TopicName(parts[1]), principalOnly(p))
+		}()
 	case 't':
 		if len(parts) != 4 {
 			return
@@ -150,10 +264,14 @@ func (e *Engine) onNodeMessage(msg string) {
 			return
 		default:
 		}
+		clientID, err := strconv.Unquote(parts[2])
+		if err != nil {
+			return
+		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.evict(parts[0], parts[1], parts[2], domain.TopicName(parts[3]))
+			e.evict(parts[0], parts[1], clientID, domain.TopicName(parts[3]))
 		}()
 	}
 }
@@ -181,6 +299,24 @@ func (e *Engine) evict(id, from, clientID string, name domain.TopicName) {
 		return e.client.Do(ctx, e.client.B().Publish().Channel(e.keys.node(from)).
 			Message("a"+id+"\n"+strconv.FormatUint(seq, 10)).Build()).Error()
 	})
+}
+
+// unsubscribeHere ends clientID's local subscription on name for by (another replica asked).
+func (e *Engine) unsubscribeHere(clientID string, name domain.TopicName, by principalOnly) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
+	defer cancel()
+	st := e.lookup(name)
+	if st == nil {
+		return
+	}
+	_ = st.run(ctx, func() error {
+		if st.local != nil && !st.gone {
+			_, _ = st.local.Unsubscribe(clientID, by)
+		}
+		return nil
+	})
+	st.poke()
+	e.countsChanged()
 }
 
 // isNil reports whether err is Redis's nil reply.

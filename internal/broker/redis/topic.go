@@ -17,10 +17,12 @@ const repairLimit = 10000
 // replica that ask for their event after the worker delivered it.
 const recentDeliveries = 64
 
-// delivery is one event delivered locally, for the publisher that waits for it.
+// delivery is one event delivered locally, for the publisher that waits for it. It holds no
+// reference to the event: the event's bytes are the budget's to account for, and a record of the
+// last deliveries must not keep up to recentDeliveries large events alive beside it.
 type delivery struct {
 	seq   uint64
-	ev    *domain.Event // nil: the seq was announced as lost
+	ok    bool // false: the seq was announced as lost
 	stats domain.PublishStats
 }
 
@@ -156,9 +158,16 @@ func (st *topicState) run(ctx context.Context, f func() error) error {
 
 // offer is the pub/sub callback's hand-off: it never blocks.
 func (st *topicState) offer(msg []byte) {
+	if !st.e.inboxBytes.TryTake(int64(len(msg))) {
+		st.overflow.Store(true)
+		st.e.obs.WorkerOverflow()
+		st.poke()
+		return
+	}
 	select {
 	case st.inbox <- msg:
 	default:
+		st.e.inboxBytes.Release(int64(len(msg)))
 		st.overflow.Store(true)
 		st.e.obs.WorkerOverflow()
 		st.poke()
@@ -173,9 +182,15 @@ func (st *topicState) loop() {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	for {
+		// Whether anyone may have come or gone: only a poke or a closure run here says so, never
+		// a message, so the hot path skips the idleness check (and the engine's lock it takes).
+		look := true
 		select {
 		case m := <-st.inbox:
-			st.handle(m)
+			if st.handle(m) {
+				st.e.inboxBytes.Release(int64(len(m)))
+			}
+			look = false
 		case f := <-st.ctrl:
 			f()
 		case <-st.wake:
@@ -201,6 +216,9 @@ func (st *topicState) loop() {
 		if st.gone {
 			st.remove()
 			return
+		}
+		if !look {
+			continue
 		}
 		if st.idle() {
 			if !armed {
@@ -245,6 +263,20 @@ func (st *topicState) remove() bool {
 	st.removed = true
 	e.mu.Unlock()
 	e.feed.remove(st.channel)
+	// Give back what waits here: no one will handle it (the callback no longer finds this state).
+	for _, m := range st.pending {
+		e.inboxBytes.Release(int64(len(m)))
+	}
+	st.pending = nil
+	for {
+		select {
+		case m := <-st.inbox:
+			e.inboxBytes.Release(int64(len(m)))
+			continue
+		default:
+		}
+		break
+	}
 	if st.local != nil && !st.gone && st.local.Idle() {
 		st.local.Close() // nothing subscribed: only the window's bytes to give back
 	}
@@ -270,6 +302,7 @@ func (st *topicState) init(r readResult) error {
 	st.pending, st.pendingLost = nil, false
 	for _, m := range pending {
 		st.handle(m)
+		st.e.inboxBytes.Release(int64(len(m)))
 	}
 	if lost && !st.gone {
 		st.catchUp()
@@ -280,19 +313,26 @@ func (st *topicState) init(r readResult) error {
 	return nil
 }
 
-// handle applies one channel message: the live rule.
-func (st *topicState) handle(raw []byte) {
+// handle applies one channel message: the live rule. It reports whether it is done with raw;
+// false means raw is kept (pending, until the first read), still charged to the inbox budget.
+func (st *topicState) handle(raw []byte) bool {
 	if st.gone {
-		return
+		return true
 	}
 	if st.local == nil {
 		if len(st.pending) < cap(st.inbox) {
 			st.pending = append(st.pending, raw)
-		} else {
-			st.pendingLost = true
+			return false
 		}
-		return
+		st.pendingLost = true
+		return true
 	}
+	st.apply1(raw)
+	return true
+}
+
+// apply1 is handle for a topic that knows where it stands.
+func (st *topicState) apply1(raw []byte) {
 	n, ok := parseNotice(raw)
 	if !ok {
 		st.anomaly("a message that is not a notice", 0)
@@ -331,7 +371,12 @@ func (st *topicState) onEvent(n notice) {
 	case n.seq == d+1:
 		st.deliverBody(n.seq, n.body)
 	case n.seq > d+1:
-		st.fill(d, n.seq-1)
+		if !st.fill(d, n.seq-1) {
+			// Redis did not answer: the event is in the history with the ones before it, and
+			// the top is read again shortly (resync), rather than a gap announced for a blip.
+			st.resync.Store(true)
+			return
+		}
 		if !st.gone && st.local.Delivered() == n.seq-1 {
 			st.deliverBody(n.seq, n.body)
 		}
@@ -361,7 +406,7 @@ func (st *topicState) deliver(ev *domain.Event) {
 		st.gap(ev.Seq, ev.Seq)
 		return
 	}
-	st.record(delivery{seq: ev.Seq, ev: ev, stats: stats})
+	st.record(delivery{seq: ev.Seq, ok: true, stats: stats})
 }
 
 // record notes a delivery (or a loss) for publishers of this replica.
@@ -376,19 +421,23 @@ func (st *topicState) record(d delivery) {
 	}
 }
 
-// awaitDelivery waits (up to timeout) until the worker delivered seq, and returns the event
-// delivered with its fan-out's stats. ok is false when this replica does not follow the topic,
-// the seq was lost, or the wait timed out: the caller acks from what it stored.
-func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout time.Duration) (*domain.Event, domain.PublishStats, bool) {
+// awaitDelivery waits (up to timeout; 0: not at all) until the worker delivered seq, and returns
+// the stats of its local fan-out. ok is false when this replica does not follow the topic, the
+// seq was lost, or the wait timed out: the caller acks from what it stored.
+func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout time.Duration) (domain.PublishStats, bool) {
 	st.mu.Lock()
 	if st.t == nil {
 		st.mu.Unlock()
-		return nil, domain.PublishStats{}, false
+		return domain.PublishStats{}, false
 	}
 	if seq <= st.lastSeq {
 		d := st.recent[seq%recentDeliveries]
 		st.mu.Unlock()
-		return d.ev, d.stats, d.seq == seq && d.ev != nil
+		return d.stats, d.seq == seq && d.ok
+	}
+	if timeout <= 0 {
+		st.mu.Unlock()
+		return domain.PublishStats{}, false
 	}
 	ch := make(chan delivery, 1)
 	st.waiters[seq] = ch
@@ -397,7 +446,7 @@ func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout tim
 	defer t.Stop()
 	select {
 	case d := <-ch:
-		return d.ev, d.stats, d.ev != nil
+		return d.stats, d.ok
 	case <-t.C:
 	case <-ctx.Done():
 	case <-st.done:
@@ -405,14 +454,15 @@ func (st *topicState) awaitDelivery(ctx context.Context, seq uint64, timeout tim
 	st.mu.Lock()
 	delete(st.waiters, seq)
 	st.mu.Unlock()
-	return nil, domain.PublishStats{}, false
+	return domain.PublishStats{}, false
 }
 
 // fill delivers the events after `from` up to `to` from the history, and announces as a gap
-// whatever it no longer holds.
-func (st *topicState) fill(from, to uint64) {
+// whatever it no longer holds. It reports false, having delivered nothing, when Redis could not
+// be read: the caller decides whether to try again or give up.
+func (st *topicState) fill(from, to uint64) bool {
 	if to <= from {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.e.opts.Timeout)
 	defer cancel()
@@ -420,17 +470,16 @@ func (st *topicState) fill(from, to uint64) {
 	switch {
 	case domain.KindOf(err) == domain.KindNotFound:
 		st.closeDeleted()
-		return
+		return true
 	case err != nil:
-		st.e.obs.Repaired(false)
-		st.e.log.Warn("backplane repair failed", "topic", string(st.name), "from_seq", from+1, "to_seq", to, "error", err)
-		st.gap(from+1, to)
-		return
+		st.e.log.Warn("backplane repair postponed: redis did not answer", "topic", string(st.name), "from_seq", from+1, "to_seq", to, "error", err)
+		return false
 	case r.epoch != st.epoch:
 		st.discontinuity(r.epoch, r.top)
-		return
+		return true
 	}
 	st.apply(from, to, r.events)
+	return true
 }
 
 // apply delivers events (oldest first) as the range (from, to], announcing every hole.
@@ -543,8 +592,9 @@ func (st *topicState) onDeleted(n notice) {
 	if n.epoch != st.epoch {
 		return // a delete of a stream this replica no longer follows
 	}
-	if d := st.local.Delivered(); n.seq > d {
-		st.fill(d, n.seq)
+	if d := st.local.Delivered(); n.seq > d && !st.fill(d, n.seq) {
+		st.e.obs.Repaired(false)
+		st.gap(d+1, n.seq) // the topic is gone: there is no later to try again
 	}
 	st.closeDeleted()
 }

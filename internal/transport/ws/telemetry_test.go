@@ -256,7 +256,7 @@ func TestSubscribeSpans(t *testing.T) {
 		pub.expect("ack")
 	}
 	c := s.dial(t)
-	c.subscribe("h", "late", 5)
+	epoch := *resumeFields(t, c.subscribe("h", "late", 5)).Epoch
 	c.expect("event")
 	c.expect("event")
 	sub := oneSpan(t, rec, "subscribe h")
@@ -279,6 +279,20 @@ func TestSubscribeSpans(t *testing.T) {
 	}
 	if n := len(spansNamed(rec, "replay h")); n != 1 {
 		t.Errorf("%d replay spans, want 1 (last_n 0 must not record one)", n)
+	}
+	// A resume says what it asked for and whether it recovered; its replay is a step as last_n's is.
+	c3 := s.dial(t)
+	c3.send(map[string]any{"type": "subscribe", "topic": "h", "client_id": "resumed", "since_seq": 1, "epoch": epoch})
+	c3.expect("ack")
+	c3.expect("event")
+	resumed := spansNamed(rec, "subscribe h")
+	if len(resumed) != 3 {
+		t.Fatalf("%d subscribe spans, want 3", len(resumed))
+	}
+	checkAttrs(t, resumed[2], map[string]string{"messaging.client.id": "resumed", "pubsub.resume.since_seq": "1",
+		"pubsub.resume.recovered": "true", "pubsub.replayed": "1"})
+	if n := len(spansNamed(rec, "replay h")); n != 2 {
+		t.Errorf("%d replay spans, want 2 (the resume records one)", n)
 	}
 	// The barrier's pings are spans of their own, never children of a connection span.
 	c2.barrier()

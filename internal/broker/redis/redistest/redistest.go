@@ -70,6 +70,11 @@ func (s *Server) start() error {
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", s.dir,
 		"--maxmemory-policy", "noeviction", "--logfile", logPath, "--daemonize", "no")
+	return s.startCmd(cmd, logPath)
+}
+
+// startCmd starts cmd and waits until the server answers PING on s.port.
+func (s *Server) startCmd(cmd *exec.Cmd, logPath string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
 	}
@@ -271,4 +276,36 @@ func StartTemp() (srv *Server, done func(), err error) {
 		return nil, nil, err
 	}
 	return srv, func() { srv.Stop(); _ = os.RemoveAll(dir) }, nil
+}
+
+// Sentinel is a redis-server running as a Sentinel that monitors one master.
+type Sentinel struct{ *Server }
+
+// StartSentinel runs a Sentinel on a free port, with its configuration in dir, monitoring the
+// master at masterAddr under the name master. Stop it when done.
+func StartSentinel(dir, master, masterAddr string) (*Sentinel, error) {
+	host, port, err := net.SplitHostPort(masterAddr)
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 5 {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		conf := filepath.Join(dir, "sentinel.conf")
+		// Sentinel rewrites its configuration file: it must be its own and writable.
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\n",
+			p, master, host, port, master)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			return nil, err
+		}
+		s := &Server{dir: dir, port: p}
+		cmd := exec.Command("redis-server", conf, "--sentinel", "--logfile", filepath.Join(dir, "sentinel.log"))
+		if lastErr = s.startCmd(cmd, filepath.Join(dir, "sentinel.log")); lastErr == nil {
+			return &Sentinel{s}, nil
+		}
+	}
+	return nil, lastErr
 }
