@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,6 +432,146 @@ func testChaosRedisLosesWrites(t *testing.T, bin string) {
 			case len(epochs) > 1:
 				t.Errorf("%s, %s: one loss announced as %d discontinuities, to epochs %v", s.name, topic, len(epochs), epochs)
 			}
+		}
+	}
+}
+
+// A topic deleted and created again while one replica is cut off from Redis (its process paused
+// and its pub/sub connection closed, so that it misses the delete's notice). The other replicas'
+// subscribers get every event, then topic_deleted. When the cut-off replica comes back, its
+// subscriber must be told that the stream it followed ended (topic_deleted, or a discontinuity to
+// the new epoch) and never get an event of the old stream again, nor one twice. The workload's
+// topics go on throughout, with nothing lost.
+func testChaosTopicRecreatedWhileCutOff(t *testing.T, bin string) {
+	const topic = "chaos-recreated"
+	var (
+		subs           []*peer
+		old, recreated []string // message ids acked before the delete and after the create
+	)
+	w := chaosRun(t, bin, chaosOptions{}, func(ctx context.Context, c *cluster, w *workload) {
+		victim := c.reps[2]
+		if status, body, err := c.rest(ctx, http.MethodPost, c.reps[0].url("/topics"), map[string]string{"name": topic}); err != nil || status != http.StatusCreated {
+			t.Fatalf("POST /topics %s: %d %s %v", topic, status, body, err)
+		}
+		for _, r := range c.reps {
+			p, err := dial(ctx, "recreated-"+r.name, r.wsURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.close)
+			if _, err := p.subscribe(ctx, topic, "recreated-"+r.name, nil); err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, p)
+		}
+		pub, err := dial(ctx, "recreated-publisher", c.reps[0].wsURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pub.close)
+		publish := func() string {
+			id, reply, err := pub.publish(ctx, topic, "recreated")
+			if err != nil || reply.Type != "ack" {
+				t.Fatalf("publish to %s: %s %v", topic, reply, err)
+			}
+			return id
+		}
+		for range 5 {
+			old = append(old, publish())
+		}
+		for _, p := range subs {
+			if _, err := p.waitFrame(ctx, "seq 5", topic, func(f cframe) bool { return f.Type == "event" && f.Seq >= 5 }); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// Cut the victim off: pause it, then close its pub/sub connection, which it will find
+		// closed only when it runs again.
+		proc := victim.process()
+		if err := proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				if err := proc.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer resume()
+		list, err := c.redis.Do("CLIENT", "LIST", "TYPE", "pubsub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clientID string
+		for _, line := range strings.Split(list, "\n") {
+			if strings.Contains(line, " name=pubsubd-"+victim.replicaID()+" ") {
+				for _, field := range strings.Fields(line) {
+					if v, ok := strings.CutPrefix(field, "id="); ok {
+						clientID = v
+					}
+				}
+			}
+		}
+		if clientID == "" {
+			t.Fatalf("no pub/sub connection named pubsubd-%s in CLIENT LIST:\n%s", victim.replicaID(), list)
+		}
+		if _, err := c.redis.Do("CLIENT", "KILL", "ID", clientID); err != nil {
+			t.Fatal(err)
+		}
+
+		if status, body, err := c.rest(ctx, http.MethodDelete, c.reps[0].url("/topics/"+topic), nil); err != nil || status != http.StatusOK {
+			t.Fatalf("DELETE /topics/%s: %d %s %v", topic, status, body, err)
+		}
+		for _, p := range subs[:2] {
+			if _, err := p.waitFrame(ctx, "topic_deleted", topic, func(f cframe) bool { return f.Type == "info" && f.Msg == "topic_deleted" }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if status, body, err := c.rest(ctx, http.MethodPost, c.reps[1].url("/topics"), map[string]string{"name": topic}); err != nil || status != http.StatusCreated {
+			t.Fatalf("POST /topics %s again: %d %s %v", topic, status, body, err)
+		}
+		for range 5 {
+			recreated = append(recreated, publish())
+		}
+		resume()
+		c.waitReady(ctx, victim, true)
+		f, err := subs[2].waitFrame(ctx, "topic_deleted or a discontinuity", topic, func(f cframe) bool {
+			return f.Type == "info" && (f.Msg == "topic_deleted" || f.Msg == "discontinuity")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the cut-off replica's subscriber was told %s", f)
+	})
+	w.stayedConnected(t)
+	for i, p := range subs {
+		var ids []string
+		ended := ""
+		for _, f := range p.topicFrames(topic) {
+			switch {
+			case f.Type == "event" && ended == "topic_deleted":
+				t.Errorf("%s: event %s after topic_deleted", p.name, f)
+			case f.Type == "event" && ended == "discontinuity" && !slices.Contains(recreated, f.id()):
+				t.Errorf("%s: after the discontinuity an event that is not the new topic's: %s", p.name, f)
+			case f.Type == "event" && slices.Contains(ids, f.id()):
+				t.Errorf("%s: message %s twice", p.name, f.id())
+			case f.Type == "event":
+				ids = append(ids, f.id())
+			case f.Type == "info" && (f.Msg == "topic_deleted" || f.Msg == "discontinuity"):
+				if ended == "topic_deleted" {
+					t.Errorf("%s: %s after topic_deleted", p.name, f)
+				}
+				ended = f.Msg
+			}
+		}
+		if !slices.Equal(ids[:min(len(ids), len(old))], old) {
+			t.Errorf("%s: events %v, want the 5 published before the delete (%v) first", p.name, ids, old)
+		}
+		if i < 2 && ended != "topic_deleted" {
+			t.Errorf("%s: ended with %q, want topic_deleted", p.name, ended)
 		}
 	}
 }

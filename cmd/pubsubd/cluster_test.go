@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -74,6 +75,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Run("PubSubClientsKilled", func(t *testing.T) { testChaosClientKill(t, bin) })
 		t.Run("RedisPaused", func(t *testing.T) { testChaosRedisPaused(t, bin) })
 		t.Run("ReplicaKilledAndRestarted", func(t *testing.T) { testChaosReplicaKilled(t, bin) })
+		t.Run("TopicRecreatedWhileReplicaCutOff", func(t *testing.T) { testChaosTopicRecreatedWhileCutOff(t, bin) })
 		t.Run("RedisLosesAcknowledgedWrites", func(t *testing.T) { testChaosRedisLosesWrites(t, bin) })
 	})
 }
@@ -88,14 +90,17 @@ type cluster struct {
 	http  *http.Client
 }
 
-// replica is one pubsubd process; it keeps its address across a restart.
+// replica is one pubsubd process; it keeps its address across a restart, and gets a new replica
+// id at each start, as a restarted pod does.
 type replica struct {
 	name string
 	addr string // the WebSocket/REST listener, host:port
 	env  []string
 
-	mu   sync.Mutex
-	proc *process
+	mu     sync.Mutex
+	proc   *process
+	id     string // PUBSUB_REPLICA_ID of the current process
+	starts int
 }
 
 // startCluster starts a redis-server with ropts and n replicas on it, and returns once every
@@ -122,10 +127,22 @@ func startCluster(ctx context.Context, t *testing.T, bin string, n int, ropts re
 
 // start starts r's process (again, after a kill: same address, new replica id).
 func (c *cluster) start(r *replica) {
-	p := startProcess(c.t, r.name, c.bin, nil, r.env)
 	r.mu.Lock()
-	r.proc = p
+	r.starts++
+	id := fmt.Sprintf("%s-%d", r.name, r.starts)
 	r.mu.Unlock()
+	p := startProcess(c.t, r.name, c.bin, nil, append(slices.Clone(r.env), "PUBSUB_REPLICA_ID="+id))
+	r.mu.Lock()
+	r.proc, r.id = p, id
+	r.mu.Unlock()
+}
+
+// replicaID returns the replica id of r's current process: its Redis connections are named
+// pubsubd-<id>.
+func (r *replica) replicaID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.id
 }
 
 func (r *replica) process() *process {
