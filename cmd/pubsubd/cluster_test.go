@@ -76,7 +76,8 @@ func TestRedisCluster(t *testing.T) {
 		t.Run("RedisPaused", func(t *testing.T) { testChaosRedisPaused(t, bin) })
 		t.Run("ReplicaKilledAndRestarted", func(t *testing.T) { testChaosReplicaKilled(t, bin) })
 		t.Run("TopicRecreatedWhileReplicaCutOff", func(t *testing.T) { testChaosTopicRecreatedWhileCutOff(t, bin) })
-		t.Run("RedisLosesAcknowledgedWrites", func(t *testing.T) { testChaosRedisLosesWrites(t, bin) })
+		t.Run("RedisLosesAFewAcknowledgedWrites", func(t *testing.T) { testChaosRedisLosesWrites(t, bin, 2) })
+		t.Run("RedisLosesManyAcknowledgedWrites", func(t *testing.T) { testChaosRedisLosesWrites(t, bin, 30) })
 	})
 }
 
