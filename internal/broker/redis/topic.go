@@ -13,6 +13,9 @@ import (
 // repairLimit bounds the events one repair reads back; a longer hole is announced as a gap past it.
 const repairLimit = 10000
 
+// retiredEpochs is how many of the epochs it left a topic's worker remembers.
+const retiredEpochs = 4
+
 // recentDeliveries is how many of its last deliveries a topic remembers for publishers of this
 // replica that ask for their event after the worker delivered it.
 const recentDeliveries = 64
@@ -57,6 +60,11 @@ type topicState struct {
 	pendingLost bool
 	repairedTo  uint64 // messages at or below this seq came through a read already
 	gone        bool
+	// retired are the last epochs this worker left (a ring): a message of one of them still on
+	// its way through the channel belongs to a stream that ended, which the subscribers were
+	// told; it must never take the worker back to that epoch.
+	retired     [retiredEpochs]string
+	retiredNext int
 
 	mu      sync.Mutex
 	t       *domain.Topic
@@ -338,6 +346,12 @@ func (st *topicState) apply1(raw []byte) {
 		st.anomaly("a message that is not a notice", 0)
 		return
 	}
+	if (n.kind == 'm' || n.kind == 'r') && st.isRetired(n.epoch) {
+		// Published before the epoch changed, received after this worker read the new one
+		// (the read path overtook the channel): the stream it belongs to has ended.
+		st.anomaly("a message of an epoch that ended", n.seq)
+		return
+	}
 	switch n.kind {
 	case 'm':
 		st.onEvent(n)
@@ -580,11 +594,25 @@ func (st *topicState) discontinuity(epoch string, top uint64) {
 	b = appendTS(b, now)
 	st.local.Announce(domain.NewNotice(st.name, now, b), 0)
 	st.local.Reset(epoch, top)
+	if st.epoch != "" && st.epoch != epoch {
+		st.retired[st.retiredNext] = st.epoch
+		st.retiredNext = (st.retiredNext + 1) % retiredEpochs
+	}
 	st.epoch, st.repairedTo = epoch, top
 	st.mu.Lock()
 	st.lastSeq = top
 	st.mu.Unlock()
 	st.e.log.Warn("backplane discontinuity announced", "topic", string(st.name), "epoch", epoch, "seq", top)
+}
+
+// isRetired reports whether epoch is one this worker left.
+func (st *topicState) isRetired(epoch string) bool {
+	for _, e := range st.retired {
+		if e != "" && e == epoch {
+			return true
+		}
+	}
+	return false
 }
 
 // onDeleted: every event up to the notice's seq is delivered, then the subscribers are told.
