@@ -387,13 +387,21 @@ func watchLivez(c *cluster) (stop func() []string) {
 
 // Redis restarted having lost acknowledged writes (from a copy of its AOF made mid-run, as a
 // failover to a lagging replica or a crash under appendfsync everysec leaves it): every topic's
-// seq goes back below what the replicas delivered, by `lost` acked publishes or more. Every
-// subscriber must be told, with one discontinuity, that the stream it followed ended, and then
-// follow the topic's new epoch; no seq may name two messages for a subscriber without a
-// discontinuity between them. With a few lost, the publishers bring the seqs back up past what
-// the replicas delivered before the replicas look; with many, the replicas find the seqs behind.
-func testChaosRedisLosesWrites(t *testing.T, bin string, lost int) {
+// seq goes back below what the replicas delivered, by `lost` acked publishes. Every subscriber
+// must be told, with one discontinuity, that the stream it followed ended, and then follow the
+// topic's new epoch; no seq may name two messages for a subscriber without a discontinuity
+// between them.
+//
+// With late, the replicas look only after new publishes (through a fourth replica that follows
+// no topic) have brought every seq back up past what they delivered, as when their redial backs
+// off while the publishers' connections are back: the seq is no longer behind, and only the
+// events themselves tell that the history is not the one delivered.
+func testChaosRedisLosesWrites(t *testing.T, bin string, lost int, late bool) {
 	w := chaosRun(t, bin, chaosOptions{redis: redistest.Options{FsyncAlways: true}, storeLoses: true}, func(ctx context.Context, c *cluster, w *workload) {
+		var extra *replica
+		if late {
+			extra = c.add(ctx, "replica-extra")
+		}
 		snap := t.TempDir()
 		if err := c.redis.CopyAOF(snap); err != nil {
 			t.Fatal(err)
@@ -401,6 +409,26 @@ func testChaosRedisLosesWrites(t *testing.T, bin string, lost int) {
 		// Acked writes the copy does not have, on every topic.
 		if err := w.waitAckedEach(ctx, w.ackedPer(), lost); err != nil {
 			t.Fatal(err)
+		}
+		paused := false
+		resume := func() {
+			if paused {
+				paused = false
+				for _, r := range c.reps {
+					if err := r.process().cmd.Process.Signal(syscall.SIGCONT); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}
+		defer resume() // a paused replica would not stop at the cleanup's SIGTERM
+		if late {
+			paused = true
+			for _, r := range c.reps {
+				if err := r.process().cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		if err := c.redis.Kill(); err != nil {
 			t.Fatal(err)
@@ -410,6 +438,34 @@ func testChaosRedisLosesWrites(t *testing.T, bin string, lost int) {
 		}
 		if err := c.redis.RestartWith(c.ropts); err != nil {
 			t.Fatal(err)
+		}
+		if late {
+			pub, err := dial(ctx, "late-publisher", extra.wsURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.close()
+			for _, topic := range w.topics {
+				// What the paused replicas delivered: no subscriber has more.
+				var delivered uint64
+				for _, s := range w.subs {
+					delivered = max(delivered, s.last(topic))
+				}
+				// Publish until the topic's seq is past it (refusals while the extra replica's
+				// connection the kill broke is replaced are not acked, and not counted).
+				eventually(ctx, t, fmt.Sprintf("%s's seq past %d through %s", topic, delivered, extra.name), []*process{extra.process()}, func() (bool, string) {
+					var st statsBody
+					if err := getJSON(c.http, extra.url("/stats"), &st); err == nil && st.Topics[topic].Messages > delivered {
+						return true, ""
+					}
+					id, reply, err := pub.publish(ctx, topic, "after the loss")
+					if err == nil && reply.Type == "ack" {
+						w.acked(topic, id)
+					}
+					return false, fmt.Sprintf("%s %v", reply, err)
+				})
+			}
+			resume()
 		}
 		for _, r := range c.reps {
 			c.waitReady(ctx, r, true)
