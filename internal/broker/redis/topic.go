@@ -25,7 +25,8 @@ const recentDeliveries = 64
 // last deliveries must not keep up to recentDeliveries large events alive beside it.
 type delivery struct {
 	seq   uint64
-	ok    bool // false: the seq was announced as lost
+	ok    bool     // false: the seq was announced as lost
+	id    [16]byte // the message delivered (when ok): catchUp checks Redis still has it at seq
 	stats domain.PublishStats
 }
 
@@ -420,7 +421,7 @@ func (st *topicState) deliver(ev *domain.Event) {
 		st.gap(ev.Seq, ev.Seq)
 		return
 	}
-	st.record(delivery{seq: ev.Seq, ok: true, stats: stats})
+	st.record(delivery{seq: ev.Seq, ok: true, id: ev.Message.ID, stats: stats})
 }
 
 // record notes a delivery (or a loss) for publishers of this replica.
@@ -521,9 +522,10 @@ func (st *topicState) apply(from, to uint64, events []*domain.Event) {
 // catchUp reads the topic's top and repairs from it: after an overflow of the inbox, messages
 // lost before the first read, or a new pub/sub connection. Meta gone: the topic was deleted;
 // another epoch: a discontinuity; a top ahead: the missing events; a top behind what was
-// delivered (a failover lost acknowledged writes): the epoch is rotated so that the same seqs
-// never name two events, and the subscribers are told. It reports false when Redis could not be
-// read (the caller tries again).
+// delivered, or a history that holds other messages than the ones delivered at their seqs (a
+// failover lost acknowledged writes, and new publishes may have taken their seqs since): the
+// epoch is rotated so that the same seqs never name two events, and the subscribers are told.
+// It reports false when Redis could not be read (the caller tries again).
 func (st *topicState) catchUp() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), st.e.opts.Timeout)
 	defer cancel()
@@ -531,7 +533,11 @@ func (st *topicState) catchUp() bool {
 		return false // not subscribed yet: reading now could miss what follows
 	}
 	d := st.local.Delivered()
-	r, err := st.e.readRange(ctx, st.name, d, 0, repairLimit)
+	// The read starts before d, at the deliveries this worker remembers: a top at or above d
+	// proves nothing when publishers brought the seq back up after a loss before this look; only
+	// the events at the seqs delivered do.
+	back := min(d, recentDeliveries)
+	r, err := st.e.readRange(ctx, st.name, d-back, 0, repairLimit+int(back))
 	switch {
 	case domain.KindOf(err) == domain.KindNotFound:
 		st.closeDeleted()
@@ -540,9 +546,11 @@ func (st *topicState) catchUp() bool {
 		return false
 	case r.epoch != st.epoch:
 		st.discontinuity(r.epoch, r.top)
-	case r.top > d:
-		st.apply(d, r.top, r.events)
-	case r.top < d:
+	case r.top >= d && !st.rewritten(d, r.events):
+		if r.top > d {
+			st.apply(d, r.top, r.events)
+		}
+	default: // r.top < d, or seqs delivered now name other messages
 		epoch, err := st.e.rotate(ctx, st.name, st.epoch)
 		if err != nil {
 			return false
@@ -601,8 +609,25 @@ func (st *topicState) discontinuity(epoch string, top uint64) {
 	st.epoch, st.repairedTo = epoch, top
 	st.mu.Lock()
 	st.lastSeq = top
+	st.recent = [recentDeliveries]delivery{} // the old stream's: its seqs may come again, naming others
 	st.mu.Unlock()
 	st.e.log.Warn("backplane discontinuity announced", "topic", string(st.name), "epoch", epoch, "seq", top)
+}
+
+// rewritten reports whether events (a read of the history, oldest first) hold, at a seq up to d
+// that this worker remembers delivering, another message than the one it delivered.
+func (st *topicState) rewritten(d uint64, events []*domain.Event) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, ev := range events {
+		if ev.Seq > d {
+			break
+		}
+		if rec := st.recent[ev.Seq%recentDeliveries]; rec.seq == ev.Seq && rec.ok && rec.id != [16]byte(ev.Message.ID) {
+			return true
+		}
+	}
+	return false
 }
 
 // isRetired reports whether epoch is one this worker left.
