@@ -723,7 +723,7 @@ func (v *verdict) violate(format string, args ...any) {
 }
 
 // checkStream is the invariant checker. frames is one subscriber's stream of one topic (from
-// subscribeAcks, events and notices over all its connections, in order), acked the ids of every
+// its subscribe acks, events and notices over all its connections, in order), acked the ids of every
 // acked publish to the topic (all published after the subscriber subscribed), seqOf the seq of
 // every message known (received by any subscriber, or in the final history).
 //
