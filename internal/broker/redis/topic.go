@@ -399,6 +399,10 @@ func (st *topicState) onEvent(n notice) {
 		// Read from the history already (the seam, or a repair): expected, skipped.
 	default:
 		st.anomaly("a seq already delivered", n.seq)
+		// A seq published again: Redis may have lost acknowledged writes, and this seq may now
+		// name another message. Catch-up (right after this message) compares the history with
+		// what was delivered, and rotates the epoch if they differ.
+		st.resync.Store(true)
 	}
 }
 
