@@ -155,20 +155,25 @@ func report(stderr io.Writer, err error) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	code := exitRefused
+	var ee *exitError
+	if errors.As(err, &ee) && ee.msg == "" {
+		return ee.code // already told
+	}
+	fmt.Fprintln(stderr, "pubsubctl:", err)
+	return exitCode(err)
+}
+
+// exitCode is the exit status err stands for: its own, the server's answer's, else 1.
+func exitCode(err error) int {
 	var ee *exitError
 	var se *serverError
 	switch {
 	case errors.As(err, &ee):
-		code = ee.code
+		return ee.code
 	case errors.As(err, &se):
-		code = se.exitCode()
+		return se.exitCode()
 	}
-	if ee != nil && ee.msg == "" {
-		return code // already told
-	}
-	fmt.Fprintln(stderr, "pubsubctl:", err)
-	return code
+	return exitRefused
 }
 
 // common holds the flags every subcommand that talks to the server takes.

@@ -160,10 +160,10 @@ func (t *tailer) summary() {
 func (t *tailer) session(connected *bool) (ok bool, err error) {
 	conn, err := dialWS(t.e.ctx, t.c)
 	if err != nil {
-		var ee *exitError
-		if !*connected || !errors.As(err, &ee) || ee.code != exitUnavailable {
+		if !*connected || exitCode(err) != exitUnavailable {
 			return false, err // the first attempt, or a refusal (401 ...): a script wants to know now
 		}
+		// No answer, or a 503 from a server that is draining or not ready yet.
 		return false, &retry{msg: "cannot reach the server (" + err.Error() + "); retrying"}
 	}
 	*connected = true
@@ -232,6 +232,9 @@ func (t *tailer) session(connected *bool) (ok bool, err error) {
 			switch {
 			case f.RequestID == "sub" && se.code == wire.CodeTopicNotFound && t.subscribed:
 				return ok, &retry{msg: fmt.Sprintf("topic %q does not exist now (deleted, or the server restarted without it); waiting for it to be created again", t.topic)}
+			case f.RequestID == "sub" && t.subscribed && (se.code == wire.CodeInternal || se.code == wire.CodeUnavailable):
+				// A server shutting down answers INTERNAL on the WebSocket: another will take over.
+				return ok, &retry{msg: "subscribe refused for now (" + se.Error() + "); retrying"}
 			case f.RequestID == "sub":
 				return ok, fmt.Errorf("subscribe to %q: %w", t.topic, se)
 			case se.code == wire.CodeSlowConsumer:
