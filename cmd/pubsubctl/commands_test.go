@@ -123,7 +123,7 @@ func TestPublishAndTail(t *testing.T) {
 	if code := tail.interrupt(t); code != 0 {
 		t.Errorf("tail after Ctrl-C: exit %d, want 0", code)
 	}
-	if !strings.Contains(tail.stderr.String(), "tail ended: 6 events from orders; resume with --since-seq 6 --epoch "+first[0].Epoch) {
+	if !strings.Contains(tail.stderr.String(), "tail ended: 6 event(s) from orders; resume with --since-seq 6 --epoch "+first[0].Epoch) {
 		t.Errorf("tail's summary: %q", tail.stderr.String())
 	}
 

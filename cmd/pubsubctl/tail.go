@@ -148,11 +148,11 @@ func (t *tailer) run() error {
 
 func (t *tailer) summary() {
 	if t.have {
-		fmt.Fprintf(t.e.stderr, "pubsubctl: tail ended: %d events from %s; resume with --since-seq %d --epoch %s\n",
+		fmt.Fprintf(t.e.stderr, "pubsubctl: tail ended: %d event(s) from %s; resume with --since-seq %d --epoch %s\n",
 			t.printed, t.topic, t.last, t.epoch)
 		return
 	}
-	fmt.Fprintf(t.e.stderr, "pubsubctl: tail ended: %d events from %s\n", t.printed, t.topic)
+	fmt.Fprintf(t.e.stderr, "pubsubctl: tail ended: %d event(s) from %s\n", t.printed, t.topic)
 }
 
 // session is one connection: dial, subscribe, print until it ends. ok reports that the subscribe
