@@ -85,3 +85,23 @@ func TestTailSurvivesRestartRedis(t *testing.T) {
 		t.Errorf("tail printed %d events, want 15", n)
 	}
 }
+
+// TestTailWaitsForDeletedTopic: a deleted topic is announced and waited for; created again, it is
+// followed from its new epoch after tail says what it could not recover.
+func TestTailWaitsForDeletedTopic(t *testing.T) {
+	s := startServer(t)
+	env := map[string]string{"PUBSUB_URL": s.url()}
+	must(t, 0, env, "", "topics", "create", "orders")
+	tail := start(t, env, "tail", "orders", "-o", "json")
+	tail.stderr.waitFor(t, "subscribed to orders")
+	must(t, 0, env, "", "publish", "orders", "1")
+	before := tail.events(t, 1)
+	must(t, 0, env, "", "topics", "delete", "orders")
+	tail.stderr.waitFor(t, `topic "orders" was deleted; waiting for it to be created again`)
+	must(t, 0, env, "", "topics", "create", "orders")
+	tail.stderr.waitFor(t, "could not recover the events of orders after seq 1 of epoch "+before[0].Epoch)
+	must(t, 0, env, "", "publish", "orders", "2")
+	if evs := tail.events(t, 2); evs[1].Seq != 1 || string(evs[1].Payload) != "2" || evs[1].Epoch == before[0].Epoch {
+		t.Errorf("after the topic came back: %+v", evs[1])
+	}
+}
