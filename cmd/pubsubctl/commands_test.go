@@ -69,6 +69,8 @@ func TestTopicsStatsHealth(t *testing.T) {
 	if !strings.Contains(r.stderr, "TOPIC_NOT_FOUND") {
 		t.Errorf("delete twice: stderr %q", r.stderr)
 	}
+	must(t, 0, env, "", "topics", "create", "ns:a.b_c-d")
+	must(t, 0, env, "", "topics", "delete", "ns:a.b_c-d")
 	r = must(t, 1, env, "", "topics", "create", "bad name")
 	if !strings.Contains(r.stderr, "BAD_REQUEST") {
 		t.Errorf("bad name: stderr %q", r.stderr)
@@ -138,6 +140,8 @@ func TestPublishAndTail(t *testing.T) {
 	// A text tail prints readable lines.
 	text := start(t, env, "subscribe", "orders", "--last-n", "1")
 	text.stdout.waitFor(t, "  orders  #7  7\n")
+	must(t, 0, env, "", "publish", "orders", "{\n  \"pretty\": [1, 2]\n}\n")
+	text.stdout.waitFor(t, `  orders  #8  {"pretty":[1,2]}`+"\n")
 
 	// An endless publish ends with Ctrl-C, exit 0 and its summary.
 	endless := start(t, env, "publish", "orders", "x", "--count", "0", "--rate", "200", "-q")

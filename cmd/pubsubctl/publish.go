@@ -97,6 +97,12 @@ func publishCmd(e *env, args []string) error {
 			return usageErr("--file: %v", err)
 		}
 	default:
+		if f, ok := e.stdin.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				// A person who forgot the payload would otherwise wait on a silent command.
+				fmt.Fprintln(e.stderr, "pubsubctl: reading the payload from the terminal; end it with Ctrl-D")
+			}
+		}
 		raw, err = io.ReadAll(io.LimitReader(e.stdin, maxPayloadInput+1))
 		if err != nil {
 			return usageErr("reading stdin: %v", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -302,6 +303,15 @@ func (t *tailer) event(f wire.ServerFrame) error {
 	t.last = f.Seq
 	t.printed++
 	m := f.Message
-	return t.out.line(eventLine{Topic: f.Topic, Epoch: t.epoch, Seq: f.Seq, ID: m.ID, TS: f.TS, Payload: m.Payload, Headers: m.Headers},
-		fmt.Sprintf("%s  %s  #%d  %s", f.TS, f.Topic, f.Seq, m.Payload))
+	line := eventLine{Topic: f.Topic, Epoch: t.epoch, Seq: f.Seq, ID: m.ID, TS: f.TS, Payload: m.Payload, Headers: m.Headers}
+	if t.out.json {
+		return t.out.line(line, "")
+	}
+	// One event, one line: a payload published pretty-printed is shown compact.
+	var compact bytes.Buffer
+	payload := []byte(m.Payload)
+	if json.Compact(&compact, payload) == nil {
+		payload = compact.Bytes()
+	}
+	return t.out.line(nil, fmt.Sprintf("%s  %s  #%d  %s", f.TS, f.Topic, f.Seq, payload))
 }
