@@ -150,6 +150,14 @@ func TestPublishAndTail(t *testing.T) {
 		t.Errorf("publish --count 0 after Ctrl-C: exit %d, want 0", code)
 	}
 	endless.stderr.waitFor(t, "message(s) to orders")
+
+	// Ctrl-C before --count was reached: 130, and how far it got.
+	long := start(t, env, "publish", "orders", "x", "--count", "1000000", "--rate", "100")
+	long.stdout.waitFor(t, "published ")
+	if code := long.interrupt(t); code != exitInterrupted {
+		t.Errorf("publish interrupted before --count: exit %d, want %d", code, exitInterrupted)
+	}
+	long.stderr.waitFor(t, "interrupted after ")
 }
 
 // TestExitCodes: usage errors are 2, an unreachable server 3, refused credentials 4, a refusal 1,
