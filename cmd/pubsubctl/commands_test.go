@@ -187,6 +187,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"publish", "--help"}, 0},
 		{[]string{"tail", "-h"}, 0},
 		{[]string{"topics", "list", "--help"}, 0},
+		{[]string{"topics", "create", "--help"}, 0},
+		{[]string{"stats", "--help"}, 0},
+		{[]string{"health", "--help"}, 0},
+		{[]string{"token", "--help"}, 0},
 		{[]string{"health", "--server", down}, 3},
 		{[]string{"stats", "--server", down}, 3},
 		{[]string{"topics", "list", "--server", down}, 3},
@@ -200,6 +204,9 @@ func TestExitCodes(t *testing.T) {
 		}
 		if tc.code != 0 && r.stderr == "" {
 			t.Errorf("pubsubctl %q: exit %d with nothing on stderr", tc.args, r.code)
+		}
+		if tc.code == 0 && (!strings.Contains(r.stdout, "Usage") || !strings.Contains(r.stdout, "xit status")) {
+			t.Errorf("pubsubctl %q: the help on stdout does not show usage and exit statuses: %q", tc.args, r.stdout)
 		}
 	}
 

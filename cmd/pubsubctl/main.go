@@ -232,16 +232,25 @@ func newFlags(e *env, name, synopsis, details string) *flag.FlagSet {
 	fs := flag.NewFlagSet("pubsubctl "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: pubsubctl %s\n\n%s\nFlags:\n", synopsis, details)
+		fmt.Fprintf(fs.Output(), "Usage: pubsubctl %s\n\n%s\nFlags:\n", synopsis, details)
 		fs.PrintDefaults()
-		fmt.Fprint(e.stderr, "\nExit status: 0 ok, 1 refused by the server, 2 usage, 3 unavailable, 4 unauthorized (pubsubctl --help)\n")
+		fmt.Fprint(fs.Output(), "\nExit status: 0 ok, 1 refused by the server, 2 usage, 3 unavailable, 4 unauthorized (pubsubctl --help)\n")
 	}
 	return fs
 }
 
 // parse parses args with fs, allowing flags after positional arguments ("publish orders --count 3"),
 // and returns the positional arguments. "--" ends the flags.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	// Help that was asked for goes to stdout (to page or grep it); after a mistake, to stderr.
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if isHelp(a) {
+			fs.SetOutput(e.stdout)
+		}
+	}
 	var pos []string
 	for {
 		before := args

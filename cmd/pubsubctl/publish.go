@@ -64,7 +64,7 @@ func publishCmd(e *env, args []string) error {
 	quiet := fs.Bool("q", false, "print only the summary")
 	headers := headerFlags{}
 	fs.Var(headers, "header", "a message header k=v (repeatable)")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

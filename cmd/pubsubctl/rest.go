@@ -138,7 +138,7 @@ func topicsCmd(e *env, args []string) error {
 	case "list", "ls":
 		return topicsList(e, args[1:])
 	case "-h", "-help", "--help":
-		fmt.Fprint(e.stderr, "Usage: pubsubctl topics create|delete NAME... | pubsubctl topics list\n")
+		fmt.Fprint(e.stdout, "Usage: pubsubctl topics create|delete NAME... [flags]\n       pubsubctl topics list [flags]\n(pubsubctl topics create --help for the flags)\n")
 		return nil
 	}
 	return usageErr("unknown topics subcommand %q: create, delete or list", args[0])
@@ -151,7 +151,7 @@ func topicsChange(e *env, verb string, args []string) error {
 			"answer: {\"status\":\"created\"|\"deleted\",\"topic\":NAME}.\n")
 	var c common
 	c.register(fs)
-	names, err := parse(fs, args)
+	names, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func topicsList(e *env, args []string) error {
 			"Output: a table NAME SUBSCRIBERS, or with -o json one {\"name\":NAME,\"subscribers\":N} per topic.\n")
 	var c common
 	c.register(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func statsCmd(e *env, args []string) error {
 			"{\"topic\":NAME,\"messages\":N,\"subscribers\":N} per topic.\n")
 	var c common
 	c.register(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -320,7 +320,7 @@ func healthCmd(e *env, args []string) error {
 			"{\"uptime_sec\":N,\"topics\":N,\"subscribers\":N,\"ready\":true|false}.\n")
 	var c common
 	c.register(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func tailCmd(e *env, args []string) error {
 	clientID := fs.String("client-id", "", "the subscription's client_id (default pubsubctl-<random>)")
 	maxBackoff := fs.Duration("max-backoff", 5*time.Second, "longest wait between reconnection attempts")
 	idle := fs.Duration("idle-timeout", 90*time.Second, "reconnect when nothing (not even a heartbeat) came for this long")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ func tokenCmd(e *env, args []string) error {
 	var req auth.TokenRequest
 	req.RegisterFlags(fs)
 	output := fs.String("o", "text", "output: text or json")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
