@@ -288,3 +288,29 @@ func TestToken(t *testing.T) {
 		t.Errorf("text output is JSON: %q", r.stdout)
 	}
 }
+
+// TestPublishLines: --lines publishes each non-empty line of stdin or --file as one message, and
+// refuses an argument payload.
+func TestPublishLines(t *testing.T) {
+	s := startServer(t)
+	env := map[string]string{"PUBSUB_URL": s.url()}
+	must(t, 0, env, "", "topics", "create", "orders")
+	tail := start(t, env, "tail", "orders", "-o", "json")
+	tail.stderr.waitFor(t, "subscribed to orders")
+	r := must(t, 0, env, "1\n\n{\"a\": 2}\nthree\n", "publish", "orders", "--lines", "-o", "json")
+	if n := len(jsonLines[publishLine](t, r.stdout)); n != 3 {
+		t.Errorf("publish --lines: %d acks, want 3", n)
+	}
+	file := filepath.Join(t.TempDir(), "lines")
+	if err := os.WriteFile(file, []byte("4\n5"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(t, 0, env, "", "publish", "orders", "--lines", "--file", file)
+	evs := tail.events(t, 5)
+	for i, want := range []string{`1`, `{"a":2}`, `"three"`, `4`, `5`} {
+		if string(evs[i].Payload) != want {
+			t.Errorf("event %d: payload %s, want %s", i, evs[i].Payload, want)
+		}
+	}
+	must(t, 2, env, "", "publish", "orders", "x", "--lines")
+}

@@ -57,7 +57,7 @@ Exit status:
   3    cannot connect, or the server is unavailable (503, not ready, shutting down)
   4    unauthorized: missing or wrong credentials, or a key without the scope
   5    tail: another client took over or ended the subscription
-  130  publish: interrupted before --count messages were acknowledged
+  130  publish: interrupted before --count messages were acknowledged (--lines: before the end)
 `
 
 func main() {

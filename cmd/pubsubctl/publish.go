@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -54,7 +55,9 @@ func publishCmd(e *env, args []string) error {
 			"anything else as a JSON string. Each message gets a new UUID.\n"+
 			"Output: \"published ID to TOPIC\" per acknowledged message, or with -o json\n"+
 			"{\"topic\":TOPIC,\"id\":UUID,\"ts\":ACK_TIME}; a summary on stderr. With --count 0, publishes until\n"+
-			"Ctrl-C (exit 0); Ctrl-C before --count messages were acknowledged exits 130.\n")
+			"Ctrl-C (exit 0); Ctrl-C before --count messages were acknowledged exits 130. With --lines, each\n"+
+			"non-empty line of --file or stdin is one message, sent as soon as it is read (e.g. jq -c '.[]' f |\n"+
+			"pubsubctl publish orders --lines), until the end of the input.\n")
 	var c common
 	c.register(fs)
 	file := fs.String("file", "", "read the payload from this file")
@@ -62,6 +65,7 @@ func publishCmd(e *env, args []string) error {
 	rate := fs.Float64("rate", 0, "messages per second at most (0: as fast as acks allow)")
 	window := fs.Int("window", 64, "messages sent but not yet acknowledged, at most")
 	quiet := fs.Bool("q", false, "print only the summary")
+	lines := fs.Bool("lines", false, "each line of --file or stdin is one message, published as it is read (--count is ignored)")
 	headers := headerFlags{}
 	fs.Var(headers, "header", "a message header k=v (repeatable)")
 	pos, err := parse(e, fs, args)
@@ -80,10 +84,26 @@ func publishCmd(e *env, args []string) error {
 		return usageErr("--count and --rate must not be negative, and --window must be at least 1")
 	case len(pos) == 2 && pos[1] != "-" && *file != "":
 		return usageErr("give the payload as an argument or with --file, not both")
+	case *lines && len(pos) == 2 && pos[1] != "-":
+		return usageErr("--lines reads --file or stdin, not an argument")
 	}
 	topic := pos[0]
+	var input io.Reader
+	if *lines {
+		if *file != "" {
+			f, err := os.Open(*file)
+			if err != nil {
+				return usageErr("--file: %v", err)
+			}
+			defer f.Close()
+			input = f
+		} else {
+			input = e.stdin
+		}
+	}
 	var raw []byte
 	switch {
+	case *lines: // read line by line as the messages go, below
 	case len(pos) == 2 && pos[1] != "-":
 		raw = []byte(pos[1])
 	case *file != "":
@@ -111,8 +131,6 @@ func publishCmd(e *env, args []string) error {
 	if len(raw) > maxPayloadInput {
 		return usageErr("the payload is larger than %d bytes", maxPayloadInput)
 	}
-	payload := toPayload(raw)
-
 	conn, err := dialWS(e.ctx, &c)
 	if err != nil {
 		if e.ctx.Err() != nil {
@@ -120,9 +138,51 @@ func publishCmd(e *env, args []string) error {
 		}
 		return err
 	}
-	p := &publisher{e: e, conn: conn, url: wsURL(&c), topic: topic, payload: payload, headers: headers,
+	p := &publisher{e: e, conn: conn, url: wsURL(&c), topic: topic, headers: headers,
 		out: printer{e.stdout, c.json()}, quiet: *quiet, ids: map[string]string{}}
+	if input != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		p.lines = readLines(input, stop)
+		return p.run(0, *rate, *window, c.timeout)
+	}
+	p.payload = toPayload(raw)
 	return p.run(*count, *rate, *window, c.timeout)
+}
+
+// line is one payload of --lines, or the error that ended the input.
+type line struct {
+	payload json.RawMessage
+	err     error
+}
+
+// readLines reads r line by line in a goroutine of its own and hands each non-empty line on as a
+// payload; the channel closes at the end of the input. The goroutine ends at the end of the input
+// or when stop closes; a read blocked on a terminal outlives Ctrl-C only until the process exits.
+func readLines(r io.Reader, stop <-chan struct{}) <-chan line {
+	out := make(chan line)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 64<<10), maxPayloadInput)
+		for sc.Scan() {
+			if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+				continue
+			}
+			select {
+			case out <- line{payload: toPayload(sc.Bytes())}:
+			case <-stop:
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			select {
+			case out <- line{err: err}:
+			case <-stop:
+			}
+		}
+	}()
+	return out
 }
 
 // toPayload is the JSON value a payload argument stands for: itself when it is JSON, else the
@@ -144,7 +204,8 @@ type publisher struct {
 	conn    *websocket.Conn
 	url     string // for messages
 	topic   string
-	payload json.RawMessage
+	payload json.RawMessage // every message's, unless lines is set
+	lines   <-chan line     // --lines: one payload per line, until it closes
 	headers map[string]string
 	out     printer
 	quiet   bool
@@ -183,6 +244,7 @@ func (p *publisher) run(count int, rate float64, window int, drainTimeout time.D
 		interval = time.Duration(float64(time.Second) / rate)
 	}
 	var pace *time.Timer
+	var err error
 	interrupted := false
 send:
 	for count == 0 || p.sent < count {
@@ -215,7 +277,19 @@ send:
 			break send
 		default:
 		}
-		if err := p.send(); err != nil {
+		payload := p.payload
+		if p.lines != nil {
+			var more bool
+			payload, more, err = p.nextLine(results)
+			if err != nil {
+				return err
+			}
+			if !more {
+				interrupted = p.e.ctx.Err() != nil
+				break send
+			}
+		}
+		if err := p.send(payload); err != nil {
 			return unavailable("sending to %s: %v", p.url, err)
 		}
 	}
@@ -235,17 +309,43 @@ send:
 	elapsed := time.Since(start)
 	perSec := float64(p.acked) / max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(p.e.stderr, "pubsubctl: published %d message(s) to %s in %s (%.0f/s)\n", p.acked, p.topic, elapsed.Round(time.Millisecond), perSec)
-	if interrupted && count > 0 && p.acked < count {
+	switch {
+	case interrupted && count > 0 && p.acked < count:
 		return &exitError{code: exitInterrupted, msg: fmt.Sprintf("interrupted after %d of %d messages", p.acked, count)}
+	case interrupted && p.lines != nil:
+		return &exitError{code: exitInterrupted, msg: fmt.Sprintf("interrupted after %d lines, before the end of the input", p.acked)}
 	}
 	return nil
 }
 
+// nextLine waits for the next payload of --lines, taking acks meanwhile. more is false at the end
+// of the input and on Ctrl-C.
+func (p *publisher) nextLine(results <-chan pubResult) (payload json.RawMessage, more bool, err error) {
+	for {
+		select {
+		case l, ok := <-p.lines:
+			switch {
+			case !ok:
+				return nil, false, nil
+			case l.err != nil:
+				return nil, false, usageErr("reading the input: %v", l.err)
+			}
+			return l.payload, true, nil
+		case r := <-results:
+			if err := p.handle(r); err != nil {
+				return nil, false, err
+			}
+		case <-p.e.ctx.Done():
+			return nil, false, nil
+		}
+	}
+}
+
 // send writes the next message.
-func (p *publisher) send() error {
+func (p *publisher) send(payload json.RawMessage) error {
 	id := uuid.NewString()
 	rid := "p-" + strconv.Itoa(p.sent+1)
-	msg := map[string]any{"id": id, "payload": p.payload}
+	msg := map[string]any{"id": id, "payload": payload}
 	if len(p.headers) > 0 {
 		msg["headers"] = p.headers
 	}
