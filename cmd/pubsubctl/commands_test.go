@@ -60,6 +60,10 @@ func TestTopicsStatsHealth(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "ready: ") {
 		t.Errorf("health: %q", r.stdout)
 	}
+	// The server's address in the other spellings people paste.
+	for _, u := range []string{strings.TrimPrefix(s.url(), "http://"), "ws://" + strings.TrimPrefix(s.url(), "http://") + "/ws", s.url() + "/"} {
+		must(t, 0, nil, "", "health", "--server", u)
+	}
 
 	r = must(t, 0, env, "", "topics", "delete", "news", "-o", "json")
 	if st := jsonLines[struct{ Status, Topic string }](t, r.stdout); len(st) != 1 || st[0].Status != "deleted" {
