@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -100,11 +101,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return exitUsage
 	}
 	cmd, rest := args[0], args[1:]
-	if len(lead) > 0 {
-		rest = append(lead, rest...)
-		if cmd == "topics" && len(args) > 1 {
-			rest = append([]string{args[1]}, append(lead, args[2:]...)...)
-		}
+	switch {
+	case len(lead) == 0:
+	case cmd == "topics" && len(rest) > 0: // after the subcommand: topics list --server URL
+		rest = slices.Concat(rest[:1], lead, rest[1:])
+	default:
+		rest = slices.Concat(lead, rest)
 	}
 	var err error
 	switch cmd {
