@@ -24,6 +24,7 @@ import (
 	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/httpapi/api"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
 )
@@ -51,7 +52,8 @@ type Options struct {
 	ListPageMax int
 }
 
-// NewRouter returns the application's handler: REST, probes and /ws.
+// NewRouter returns the application's handler: REST, probes, /ws and the API descriptions
+// (GET /openapi.json and GET /asyncapi.json, see package api).
 func NewRouter(o Options) http.Handler {
 	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready, maxBody: o.MaxBodyBytes, pageMax: o.ListPageMax, auth: o.Auth}
 	if h.maxBody <= 0 {
@@ -81,6 +83,8 @@ func NewRouter(o Options) http.Handler {
 	r.HandleFunc("/livez", h.livez).Methods(http.MethodGet)
 	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet)
 	r.Handle("/ws", o.WS).Methods(http.MethodGet)
+	r.HandleFunc("/openapi.json", document(api.OpenAPI)).Methods(http.MethodGet)
+	r.HandleFunc("/asyncapi.json", document(api.AsyncAPI)).Methods(http.MethodGet)
 	// The recoverer inside instrument turns a panic into the 500 that the span, the request metrics
 	// and the log (with the request's trace) all see; the outer one guards the unrouted handlers.
 	// The guard comes after both, so refusals are traced and counted like any other answer.
@@ -236,6 +240,15 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// document serves one of the API descriptions built into the binary (package api), as it is.
+func document(doc []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(doc)
+	}
 }
 
 // statusWriter remembers the status for metrics. It passes Hijack through for /ws.
