@@ -323,6 +323,35 @@ func TestAsyncAPIClientFrames(t *testing.T) {
 	}
 }
 
+// TestAsyncAPIServerFrameFields: ServerFrame, which clients decode every server frame into, has
+// a field for each field asyncapi.json gives any server frame, and no other.
+func TestAsyncAPIServerFrameFields(t *testing.T) {
+	d := loadAsyncAPI(t)
+	documented := map[string]bool{}
+	for name := range d.messages() {
+		schema, _ := d.payloadSchema(t, name)
+		if !slices.Contains(ServerTypes, constOf(schema, "type")) {
+			continue
+		}
+		for _, p := range d.schemaPaths(schema) {
+			documented[p] = true
+		}
+	}
+	decoded := map[string]bool{}
+	tag := func(f reflect.StructField) string { name, _, _ := strings.Cut(f.Tag.Get("json"), ","); return name }
+	for f := range reflect.TypeFor[ServerFrame]().Fields() {
+		decoded[tag(f)] = true
+	}
+	for prefix, typ := range map[string]reflect.Type{"message.": reflect.TypeFor[Event](), "error.": reflect.TypeFor[ErrorDetail]()} {
+		for f := range typ.Fields() {
+			decoded[prefix+tag(f)] = true
+		}
+	}
+	if got, want := slices.Sorted(maps.Keys(documented)), slices.Sorted(maps.Keys(decoded)); !slices.Equal(got, want) {
+		t.Errorf("server frame fields in asyncapi.json:\n  %v\nfields of ServerFrame:\n  %v", got, want)
+	}
+}
+
 // TestAsyncAPIExamples: every example of every message is valid by its payload's schema (the
 // AsyncAPI CLI does not check this), and every client example is a frame the decoder takes.
 func TestAsyncAPIExamples(t *testing.T) {
@@ -368,7 +397,7 @@ func TestAsyncAPITypesNoticesAndCodes(t *testing.T) {
 		t.Errorf("frame types in asyncapi.json %v, in wire %v", got, want)
 	}
 	wantNotices := []string{InfoPing, InfoTopicDeleted, InfoSubscriptionReplaced, InfoUnsubscribed, InfoServerShutdown,
-		"gap", "discontinuity"} // the last two: the Redis engine's
+		InfoGap, InfoDiscontinuity}
 	if got, want := slices.Sorted(maps.Keys(notices)), slices.Sorted(slices.Values(wantNotices)); !slices.Equal(got, want) {
 		t.Errorf("info notices in asyncapi.json %v, want %v", got, want)
 	}
