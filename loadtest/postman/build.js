@@ -65,6 +65,15 @@ const SCHEMAS = {
     type: 'object', required: ['uptime_sec', 'topics', 'subscribers'], additionalProperties: false,
     properties: { uptime_sec: count, topics: count, subscribers: count },
   },
+  // The API documents: only their kind and version here; the Go tests hold them to the service.
+  openapi: {
+    type: 'object', required: ['openapi', 'info', 'paths'],
+    properties: { openapi: { type: 'string', pattern: '^3\\.1\\.' }, info: { type: 'object', required: ['title', 'version'] }, paths: { type: 'object' } },
+  },
+  asyncapi: {
+    type: 'object', required: ['asyncapi', 'info', 'channels'],
+    properties: { asyncapi: { type: 'string', pattern: '^3\\.0\\.' }, info: { type: 'object', required: ['title', 'version'] }, channels: { type: 'object' } },
+  },
   livez: { type: 'object', required: ['status'], additionalProperties: false, properties: { status: { const: 'ok' } } },
   readyz: { type: 'object', required: ['status'], additionalProperties: false, properties: { status: { const: 'ready' } } },
 };
@@ -260,6 +269,43 @@ function created(v) {
     });
   }, { SCHEMA: SCHEMAS.topicStatus, VAR: v });
 }
+
+const descriptions = folder('API descriptions', [
+  'The OpenAPI 3.1 document of this REST API and the AsyncAPI 3.0 document of `/ws`, served open (with',
+  'or without authentication: they hold no data) exactly as they are in the source tree',
+  '(`internal/transport/httpapi/api/`). This folder sends no key.',
+].join('\n'), [
+  request({
+    name: 'OpenAPI document', method: 'GET', path: '/openapi.json', auth: 'none',
+    description: 'Import it into Postman (Import > Link) to get a request per operation, or feed it to a code generator.',
+    test: lines(function () {
+      pm.test('200 and an OpenAPI 3.1 document', function () {
+        pm.response.to.have.status(200);
+        pm.response.to.have.jsonSchema(SCHEMA);
+      });
+      pm.test('it describes the routes this collection calls', function () {
+        const paths = Object.keys(pm.response.json().paths);
+        pm.expect(paths).to.include.members(['/topics', '/topics/{name}', '/health', '/stats', '/livez', '/readyz', '/ws']);
+      });
+    }, { SCHEMA: SCHEMAS.openapi }),
+    example: { status: 200, body: { openapi: '3.1.0', info: { title: 'pubsub REST API', version: '1.0.0' }, paths: {} } },
+  }),
+  request({
+    name: 'AsyncAPI document', method: 'GET', path: '/asyncapi.json', auth: 'none',
+    description: 'Every frame of `/ws`, its fields and the extensions; the "WebSocket /ws" folder below shows them by example.',
+    test: lines(function () {
+      pm.test('200 and an AsyncAPI 3.0 document', function () {
+        pm.response.to.have.status(200);
+        pm.response.to.have.jsonSchema(SCHEMA);
+      });
+      pm.test('it has the /ws channel', function () {
+        const channels = Object.values(pm.response.json().channels);
+        pm.expect(channels.map((c) => c.address)).to.include('/ws');
+      });
+    }, { SCHEMA: SCHEMAS.asyncapi }),
+    example: { status: 200, body: { asyncapi: '3.0.0', info: { title: 'pubsub WebSocket API', version: '1.0.0' }, channels: {} } },
+  }),
+]);
 
 const topics = folder('Topics', [
   'Creates this run\'s four topics and lists them, whole and by pages.',
@@ -658,7 +704,7 @@ function build() {
       _postman_id: '5f1e9f0c-3a4b-4c6d-9e7f-0a1b2c3d4e5f',
       name: 'pubsub',
       description: [
-        'The REST API of pubsub (topics, stats, health, probes) with a test in every request, and the',
+        'The REST API of pubsub (topics, stats, health, probes, API descriptions) with a test in every request, and the',
         'WebSocket protocol of `/ws` documented in the "WebSocket /ws" folder.',
         '',
         'Variables (the environment `pubsub.postman_environment.json`): `baseUrl` (e.g.',
@@ -700,7 +746,7 @@ function build() {
       { key: 'statsNext', value: '' },
       { key: 'wrongApiKey', value: WRONG_KEY },
     ],
-    item: [probes, topics, statsAndHealth, errors, authentication, cleanup, ws.folder()],
+    item: [probes, descriptions, topics, statsAndHealth, errors, authentication, cleanup, ws.folder()],
   };
   const environment = {
     id: '0c6b1d2e-8f4a-4b7c-a1d2-3e4f5a6b7c8d',

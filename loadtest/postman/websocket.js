@@ -202,6 +202,7 @@ const errorCodes = doc('Error codes', [
     s({ type: 'error', request_id: 'r-14', error: { code: 'BAD_REQUEST', message: 'unknown type "jump": expected subscribe, unsubscribe, publish or ping' }, ts: '2026-12-06T10:00:01.000Z' }),
     s({ type: 'error', request_id: 'r-15', error: { code: 'UNAUTHORIZED', message: 'principal "ingest" may not subscribe to topic "payments"' }, ts: '2026-12-06T10:00:01.000Z' }),
     s({ type: 'error', request_id: 'r-16', error: { code: 'RATE_LIMITED', message: 'publish rate limit reached (10000 a second, bursts of 1000); slow down and retry' }, ts: '2026-12-06T10:00:01.000Z' }),
+    s({ type: 'error', request_id: 'r-17', error: { code: 'INTERNAL', message: 'server is shutting down' }, ts: '2026-12-06T10:00:01.000Z' }),
   ),
 ].join('\n'));
 
