@@ -180,7 +180,12 @@ func (in *instrumented) Publish(ctx context.Context, req service.PublishRequest)
 // frame's context), the trace context in its message, its count and duration. The items' spans
 // are all open while the batch's one call to the engine runs, which is the time each publish waited.
 func (in *instrumented) PublishBatch(items []service.PublishItem) {
-	spans := make([]opSpan, len(items))
+	var buf [64]opSpan // a batch of the ws reader's size needs no allocation
+	spans := buf[:0]
+	if len(items) > len(buf) {
+		spans = make([]opSpan, 0, len(items))
+	}
+	spans = spans[:len(items)]
 	for i := range items {
 		items[i].Ctx, items[i].Req, spans[i] = in.beginPublish(items[i].Ctx, items[i].Req)
 	}

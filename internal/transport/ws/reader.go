@@ -28,7 +28,7 @@ const (
 // reader idle for a clock period parks its socket in the server's parker and ends, and the parker
 // starts a new one when input arrives (conn.resume).
 //
-// fr, quick, quickReads and publishes belong to the running reader goroutine. state moves between running,
+// fr, quick, quickReads, publishes and batch belong to the running reader goroutine. state moves between running,
 // parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
 // read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
 // stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
@@ -50,6 +50,7 @@ type reader struct {
 	msgStart   atomic.Int64 // unix nanoseconds when the message being read began to arrive; 0: none
 	peerClosed atomic.Bool  // the client sent a close frame: teardown echoes it
 	publishes  tokenBucket  // the publish rate limit; dispatch's, on the reader goroutine
+	batch      publishBatch // publishes read and not yet served; the reader goroutine's
 	done       chan struct{}
 }
 
@@ -133,6 +134,7 @@ func (c *conn) serveReads() (finished bool) {
 	fr := &c.rd.fr
 	for {
 		if c.rd.stop.Load() {
+			c.flushPublishes() // read, so published and answered: never dropped
 			// A deadline set to end the reader may have been moved by frameRead.
 			c.readFailed(os.ErrDeadlineExceeded)
 			return true
@@ -146,12 +148,16 @@ func (c *conn) serveReads() (finished bool) {
 			}
 		}
 		if err != nil {
+			c.flushPublishes() // the publishes read before the frame that ends reading are served
 			c.readFailed(err)
 			return true
 		}
 		if ok {
 			continue
 		}
+		// Every complete frame buffered has been served: the publishes among them go to the
+		// service together, before the reader waits for more.
+		c.flushPublishes()
 		if !fr.Idle() && c.rd.msgStart.Load() == 0 {
 			// A message has begun to arrive: the server's clock gives it MessageTimeout to finish,
 			// pings in between or not (see Server.lookIdle).
