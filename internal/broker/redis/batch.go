@@ -23,6 +23,9 @@ func (e *Engine) PublishBatch(ctx context.Context, name domain.TopicName, entrie
 	cmds := make(rueidis.Commands, 0, len(entries))
 	at := make([]int, 0, len(entries)) // cmds[k] publishes entries[at[k]]
 	for i := range entries {
+		// Each entry is weighed against the event memory as it is now, as concurrent publishes
+		// are: the replicas that receive the events charge them and announce a gap when they
+		// cannot hold one, so a batch (at most the transport's 64) cannot overrun them silently.
 		enc, err := e.prepare(st, name, entries[i].Msg, now)
 		if err != nil {
 			entries[i].Err = err

@@ -34,6 +34,11 @@ type publishBatch struct {
 // pending reports whether publishes wait in the batch.
 func (b *publishBatch) pending() bool { return len(b.items) > 0 }
 
+// release lets go of the batch's slices, which grow to publishBatchMax entries for a pipelining
+// client: a parked or finished reader holds none. The batch is empty whenever the reader parks or
+// ends, since it is flushed before every read and when reading ends.
+func (b *publishBatch) release() { b.items, b.ids, b.bytes = nil, nil, 0 }
+
 // queuePublish adds an authorised, admitted publish to the batch, flushing first if it is for
 // another topic than the batch's, and after if the batch is full.
 func (c *conn) queuePublish(ctx context.Context, req wire.Request) {

@@ -33,8 +33,8 @@ const (
 // read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
 // stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
 // peerClosed is set by the reader and read by teardown. done is closed once, when reading is over.
-// fr is dropped (its budget given back) by the reader goroutine when reading ends, and released by
-// it before it parks: a parked or finished reader holds no buffer.
+// fr and batch are dropped (fr's budget given back) by the reader goroutine when reading ends, and
+// released by it before it parks: a parked or finished reader holds no buffer.
 type reader struct {
 	fr         wsframe.Stream
 	quick      bool // restarted by the parker: read without waiting, and park again if that was all
@@ -108,6 +108,7 @@ func (c *conn) readerFinished() {
 func (c *conn) readLoop() {
 	if c.serveReads() {
 		c.rd.fr.Drop() // the buffers go back to the server's budget
+		c.rd.batch.release()
 		c.rd.state.Store(readDone)
 		c.readerFinished()
 	}
@@ -222,6 +223,7 @@ func (c *conn) tryPark() bool {
 		return false
 	}
 	c.rd.fr.Release()
+	c.rd.batch.release()
 	return c.s.parker.park(c) == nil
 }
 
