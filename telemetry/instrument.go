@@ -195,6 +195,9 @@ func (in *instrumented) PublishBatch(items []service.PublishItem) {
 	}
 }
 
+// BatchesPublishes is a property of the engine, not an operation.
+func (in *instrumented) BatchesPublishes() bool { return in.next.BatchesPublishes() }
+
 // beginPublish starts a publish's producer span. Its context is written into the message's
 // traceparent header, so the event every subscriber receives names the publish span, and delivery
 // spans can join its trace.

@@ -59,6 +59,9 @@ func TestPublishBatch(t *testing.T) {
 					Req: service.PublishRequest{Topic: r.topic, Message: r.msg}}
 			}
 			svc.PublishBatch(items)
+			if _, batches := b.(*batchBroker); svc.BatchesPublishes() != batches {
+				t.Fatalf("BatchesPublishes() = %v over %T", svc.BatchesPublishes(), b)
+			}
 
 			want := []struct {
 				seq  uint64

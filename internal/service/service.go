@@ -150,6 +150,11 @@ type API interface {
 	// frame's trace). The slice is the caller's, in and out: an implementation may replace an
 	// item's Ctx and Req (a decorator puts its span there) while the call runs.
 	PublishBatch(items []PublishItem)
+	// BatchesPublishes reports whether PublishBatch saves anything over Publish: true when the
+	// engine serves a batch in one round trip (a BatchPublisher). When false, a transport should
+	// publish one at a time, so that whatever it looks at between two publishes (the stall gate)
+	// still sees every one.
+	BatchesPublishes() bool
 	// Detach releases the subscriptions of a connection that is closing and returns how many queued
 	// events they held that will never be delivered. It is not an operation a client asked for, so
 	// it is neither traced nor counted as one.
@@ -297,6 +302,12 @@ func (s *Service) Publish(ctx context.Context, req PublishRequest) (*domain.Even
 	}
 	s.observer.Published(ctx, ev, st)
 	return ev, nil
+}
+
+// BatchesPublishes reports whether the engine serves a batch in one round trip.
+func (s *Service) BatchesPublishes() bool {
+	_, ok := s.broker.(BatchPublisher)
+	return ok
 }
 
 // PublishBatch publishes items in order. An engine that is a BatchPublisher gets each run of

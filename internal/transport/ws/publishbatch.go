@@ -20,6 +20,9 @@ const (
 // round trip to the engine per frame, the frames that came in together go to the service in one
 // call (service.API.PublishBatch), which a networked engine serves with one round trip.
 //
+// Only an engine that gains from it gets batches (service.API.BatchesPublishes, the Redis
+// engine); for any other, every publish is flushed as it is read, exactly as it was served before.
+//
 // It belongs to the reader goroutine. The reader flushes it before it reads from the socket or
 // parks (so a publish never waits for a frame that has not come), before it serves any other
 // frame or enqueues any other reply (so replies keep the order of the frames), when a publish to
@@ -49,7 +52,10 @@ func (c *conn) queuePublish(ctx context.Context, req wire.Request) {
 	b.items = append(b.items, service.PublishItem{Ctx: ctx, Req: service.PublishRequest{Topic: req.Topic, Message: req.Message}})
 	b.ids = append(b.ids, req.RequestID)
 	b.bytes += len(req.Message.Payload)
-	if len(b.items) >= publishBatchMax || b.bytes >= publishBatchMaxBytes {
+	if len(b.items) >= publishBatchMax || b.bytes >= publishBatchMaxBytes || !c.s.batches {
+		// An engine that is served one publish at a time gains nothing from a batch, and each of
+		// its publishes must look at the stall gate: a batch admitted at once would add up to 64
+		// events to queues the gate had found half full, and overflow them.
 		c.flushPublishes()
 	}
 }

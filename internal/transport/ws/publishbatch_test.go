@@ -17,8 +17,9 @@ import (
 // batchRecorder is the service as the transport sees it, noting the size of every PublishBatch.
 type batchRecorder struct {
 	service.API
-	mu    sync.Mutex
-	sizes []int
+	batches bool // what BatchesPublishes says
+	mu      sync.Mutex
+	sizes   []int
 }
 
 func (b *batchRecorder) PublishBatch(items []service.PublishItem) {
@@ -27,6 +28,10 @@ func (b *batchRecorder) PublishBatch(items []service.PublishItem) {
 	b.mu.Unlock()
 	b.API.PublishBatch(items)
 }
+
+// BatchesPublishes, true, makes the transport batch over the memory engine too (the service then
+// publishes the items one by one), so that these tests see the transport's batching.
+func (b *batchRecorder) BatchesPublishes() bool { return b.batches }
 
 func (b *batchRecorder) largest() int {
 	b.mu.Lock()
@@ -40,7 +45,7 @@ func (b *batchRecorder) largest() int {
 
 // batchServer is a test server whose publish batches are recorded.
 func batchServer(t *testing.T) (*testServer, *batchRecorder) {
-	rec := &batchRecorder{}
+	rec := &batchRecorder{batches: true}
 	s := newServer(t, serverOpts{wrap: func(a service.API) service.API { rec.API = a; return rec }})
 	return s, rec
 }
@@ -275,5 +280,28 @@ func TestLongPipelineIsServedInBoundedBatches(t *testing.T) {
 	checkOrder(t, replyIDs(t, conn, nil, len(want)), want)
 	if m := rec.largest(); m > 64 {
 		t.Fatalf("a batch of %d publishes, more than the bound of 64", m)
+	}
+}
+
+// The memory engine gains nothing from batches: its publishes are served one at a time, each
+// looking at the stall gate, however many were read together.
+func TestEngineWithoutBatchesIsServedOnePublishAtATime(t *testing.T) {
+	rec := &batchRecorder{}
+	s := newServer(t, serverOpts{wrap: func(a service.API) service.API { rec.API = a; return rec }})
+	s.createTopic(t, "t")
+	conn, nc := rawClient(t, s)
+	var buf []byte
+	var want []string
+	for i := range 30 {
+		rid := "p" + strconv.Itoa(i)
+		buf = append(buf, maskedText(publishJSON("t", rid, i))...)
+		want = append(want, "ack:"+rid)
+	}
+	if _, err := nc.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	checkOrder(t, replyIDs(t, conn, nil, len(want)), want)
+	if len(rec.sizes) != 0 {
+		t.Fatalf("batches %v over an engine that does not batch", rec.sizes)
 	}
 }
