@@ -28,8 +28,8 @@ const (
 // reader idle for a clock period parks its socket in the server's parker and ends, and the parker
 // starts a new one when input arrives (conn.resume).
 //
-// fr, quick, quickReads, publishes and batch belong to the running reader goroutine. state moves between running,
-// parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
+// fr, quick, quickReads, publishes and batch belong to the running reader goroutine. state moves
+// between running, parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
 // read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
 // stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
 // peerClosed is set by the reader and read by teardown. done is closed once, when reading is over.
