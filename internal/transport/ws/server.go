@@ -137,7 +137,7 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	if cfg.BatchMaxBytes <= 0 {
 		cfg.BatchMaxBytes = 256 << 10
 	}
-	s := &Server{cfg: cfg, api: api, batches: api.BatchesPublishes(), tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
+	s := &Server{cfg: cfg, api: api, batches: api != nil && api.BatchesPublishes(), tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.pubLocks.seed = maphash.MakeSeed()
 	s.limits.maxTotal, s.limits.maxPerAddr = cfg.MaxConnections, cfg.MaxConnectionsPerAddr
 	s.upgrader = websocket.Upgrader{
