@@ -32,11 +32,16 @@ const DefaultSampleRatio = 0.01
 // Config says how to build Telemetry.
 type Config struct {
 	ServiceName string // service.name unless OTEL_SERVICE_NAME says otherwise; default "pubsub"
-	Build       BuildInfo
-	Labels      Labels
-	LogLevel    slog.Level
-	LogFormat   string    // auto, text or json
-	LogOutput   io.Writer // where logs go; auto picks text when this is a terminal
+	// Replica names this process among the replicas of one service (the Redis engine's replica
+	// id); empty for a single process. When set, every log record carries it as "replica" and
+	// every span's resource as service.instance.id, so that a trace running through several
+	// replicas says which one recorded each span, and its logs can be found from it.
+	Replica   string
+	Build     BuildInfo
+	Labels    Labels
+	LogLevel  slog.Level
+	LogFormat string    // auto, text or json
+	LogOutput io.Writer // where logs go; auto picks text when this is a terminal
 	// DeliverySpans caps the delivery spans recorded per sampled publish.
 	DeliverySpans int
 	// Getenv reads OTEL_* variables; os.Getenv in production.
@@ -77,6 +82,9 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Replica != "" {
+		logger = logger.With("replica", cfg.Replica)
+	}
 	t := &Telemetry{
 		Propagator:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		Metrics:       NewMetrics(cfg.Build, cfg.Labels),
@@ -96,9 +104,13 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if processor == nil {
 		return t, nil
 	}
-	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", cfg.ServiceName),
-			attribute.String("service.version", cfg.Build.Version)),
+	attrs := []attribute.KeyValue{attribute.String("service.name", cfg.ServiceName),
+		attribute.String("service.version", cfg.Build.Version)}
+	if cfg.Replica != "" {
+		attrs = append(attrs, attribute.String("service.instance.id", cfg.Replica))
+	}
+	// WithFromEnv comes after, so OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME still win.
+	res, err := resource.New(ctx, resource.WithAttributes(attrs...),
 		resource.WithFromEnv(), resource.WithTelemetrySDK(), resource.WithHost())
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)

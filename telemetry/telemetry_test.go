@@ -185,3 +185,57 @@ func TestServiceNameResource(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicaNamesSpansAndLogs: a replica's id is on its spans' resource (service.instance.id), so
+// a trace through several replicas says which one recorded each span, and on every log record; a
+// single process (no replica) has neither.
+func TestReplicaNamesSpansAndLogs(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+	for _, replica := range []string{"pod-a-1f2e3d4c", ""} {
+		t.Run("replica="+replica, func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			var logs strings.Builder
+			tel, err := telemetry.Setup(context.Background(), telemetry.Config{Replica: replica,
+				SpanProcessor: rec, Sampler: sdktrace.AlwaysSample(), LogFormat: "json", LogOutput: &logs,
+				Getenv: env(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tel.Shutdown(context.Background()) }()
+			_, span := tel.Tracer.Start(context.Background(), "x")
+			span.End()
+			tel.Logger.Info("hello")
+			tel.Refusals.Warn(context.Background(), "refused", "reason", "test")
+
+			var instance string
+			var has bool
+			for _, kv := range rec.Ended()[0].Resource().Attributes() {
+				if kv.Key == "service.instance.id" {
+					instance, has = kv.Value.AsString(), true
+				}
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("got %d log lines, want 2 (the info and the refusal):\n%s", len(lines), logs.String())
+			}
+			if replica == "" {
+				if has {
+					t.Fatalf("service.instance.id = %q without a replica, want none", instance)
+				}
+				if strings.Contains(logs.String(), `"replica"`) {
+					t.Fatalf("logs name a replica without one:\n%s", logs.String())
+				}
+				return
+			}
+			if instance != replica {
+				t.Fatalf("service.instance.id = %q (present: %v), want %q", instance, has, replica)
+			}
+			for _, l := range lines {
+				if !strings.Contains(l, `"replica":"`+replica+`"`) {
+					t.Fatalf("log line without the replica %q: %s", replica, l)
+				}
+			}
+		})
+	}
+}

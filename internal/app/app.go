@@ -101,8 +101,17 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, &config.Error{Msg: err.Error()}
 	}
+	// The replica id is chosen before telemetry is built: it names the process on every log
+	// record and span (service.instance.id), not only in the engine.
+	replica := ""
+	if cfg.Backplane.Redis() {
+		replica = cfg.Backplane.ReplicaID
+		if replica == "" {
+			replica = redis.DefaultReplicaID()
+		}
+	}
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
-		ServiceName: "pubsub", Build: telemetry.BuildInfo{Version: opts.Version, Revision: opts.Revision},
+		ServiceName: "pubsub", Replica: replica, Build: telemetry.BuildInfo{Version: opts.Version, Revision: opts.Revision},
 		Labels:   telemetry.Labels{Codes: wire.Codes, ClientTypes: wire.ClientTypes, ServerTypes: wire.ServerTypes},
 		LogLevel: cfg.LogLevel, LogFormat: cfg.LogFormat, LogOutput: opts.LogOutput,
 		DeliverySpans: cfg.DeliverySpans, Getenv: opts.Getenv,
@@ -117,7 +126,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Events:    domain.NewBudget(cfg.Limits.EventMaxBytes),
 		MaxTopics: cfg.Limits.MaxTopics, MaxSubscriptions: cfg.Limits.MaxSubscriptions,
 	}
-	broker, engine, err := newBroker(cfg, topicCfg, tel)
+	broker, engine, err := newBroker(cfg, topicCfg, tel, replica)
 	if err != nil {
 		_ = tel.Shutdown(context.Background())
 		return nil, err
@@ -175,19 +184,14 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	return a, nil
 }
 
-// newBroker builds the engine cfg chooses: memory (the default), or Redis, whose replica id then
-// names every log record of the process. It returns the engine's closer (nil for memory). A Redis
-// that cannot be reached at start is an error (not a configuration error: exit status 1).
-func newBroker(cfg config.Config, topicCfg domain.TopicConfig, tel *telemetry.Telemetry) (service.Broker, io.Closer, error) {
+// newBroker builds the engine cfg chooses: memory (the default), or Redis as replica (whose id
+// telemetry already puts on every log record and span). It returns the engine's closer (nil for
+// memory). A Redis that cannot be reached at start is an error (not a configuration error: exit
+// status 1).
+func newBroker(cfg config.Config, topicCfg domain.TopicConfig, tel *telemetry.Telemetry, replica string) (service.Broker, io.Closer, error) {
 	if !cfg.Backplane.Redis() {
 		return memory.New(topicCfg), nil, nil
 	}
-	replica := cfg.Backplane.ReplicaID
-	if replica == "" {
-		replica = redis.DefaultReplicaID()
-	}
-	tel.Logger = tel.Logger.With("replica", replica)
-	tel.Refusals = telemetry.NewRefusalLog(tel.Logger, 10, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*orDefault(cfg.Backplane.RedisTimeout, 2*time.Second))
 	defer cancel()
 	e, err := redis.New(ctx, topicCfg, redis.Options{

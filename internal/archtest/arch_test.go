@@ -159,6 +159,19 @@ var rules = []rule{
 		},
 		allowed: "internal/app, internal/config, internal/auth (pubsubd token), the standard library",
 	},
+	{
+		// The client speaks the wire contract (wire's frames and DTOs) over its own WebSocket
+		// client, and mints tokens with auth; it never links the server it talks to.
+		name:    "pubsubctl",
+		applies: []string{mod + "/cmd/pubsubctl"},
+		direct: func(g graph, imp string) bool {
+			return isStd(g, imp) || under(imp, mod+"/internal/transport/wire", mod+"/internal/auth",
+				"github.com/gorilla/websocket", "github.com/google/uuid")
+		},
+		allowed: "internal/transport/wire, internal/auth, gorilla/websocket, google/uuid, the standard library",
+		forbidden: []string{mod + "/internal/app", mod + "/internal/service", mod + "/internal/broker",
+			mod + "/internal/transport/ws", mod + "/internal/transport/httpapi", mod + "/internal/config", mod + "/telemetry"},
+	},
 }
 
 // isStd trusts go list where it knows the package; otherwise a path whose first element has no
@@ -351,6 +364,7 @@ var cleanGraph = []string{
 		mod + "/internal/broker/memory " + mod + "/internal/transport/ws " + mod + "/internal/transport/httpapi " + mod + "/telemetry",
 	"github.com/prometheus/client_golang/prometheus/promhttp: net/http github.com/prometheus/client_golang/prometheus",
 	mod + "/cmd/pubsubd: os " + mod + "/internal/config " + mod + "/internal/app",
+	mod + "/cmd/pubsubctl: os net/http github.com/gorilla/websocket github.com/google/uuid " + mod + "/internal/transport/wire",
 }
 
 func TestCheckerCatchesViolations(t *testing.T) {
@@ -373,7 +387,8 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		{"domain imports os", []string{domain + ": os"}, []string{domain + " -> os"}},
 		{"domain logs", []string{domain + ": log/slog"}, []string{domain + " -> log/slog"}},
 		{"domain does network", []string{domain + ": net/netip"}, []string{domain + " -> net/netip"}},
-		{"domain imports the service", []string{domain + ": " + service}, []string{domain + " -> " + service}},
+		{"domain imports the service", []string{domain + ": " + service}, []string{domain + " -> " + service,
+			mod + "/cmd/pubsubctl -> " + wire + " -> " + domain + " -> " + service}},
 		// The broken inner layer is reported, and so is every governed layer it drags along.
 		{"domain reaches gorilla through a library", []string{domain + ": example.com/lib", "example.com/lib: github.com/gorilla/websocket"},
 			[]string{domain + " -> example.com/lib", domain + " -> example.com/lib -> github.com/gorilla/websocket",
@@ -408,6 +423,9 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		{"app imports gorilla", []string{app + ": github.com/gorilla/websocket"}, []string{app + " -> github.com/gorilla/websocket"}},
 		{"app imports a command", []string{app + ": " + mod + "/cmd/pubsubctl"}, []string{app + " -> " + mod + "/cmd/pubsubctl"}},
 		{"pubsubd wires a layer itself", []string{mod + "/cmd/pubsubd: " + ws}, []string{mod + "/cmd/pubsubd -> " + ws}},
+		{"pubsubctl links the server", []string{mod + "/cmd/pubsubctl: " + app}, []string{mod + "/cmd/pubsubctl -> " + app}},
+		{"pubsubctl reaches the service through a library", []string{mod + "/cmd/pubsubctl: example.com/lib", "example.com/lib: " + service},
+			[]string{mod + "/cmd/pubsubctl -> example.com/lib", mod + "/cmd/pubsubctl -> example.com/lib -> " + service}},
 		{"pubsubd imports a library", []string{mod + "/cmd/pubsubd: github.com/prometheus/client_golang/prometheus/promhttp"},
 			[]string{mod + "/cmd/pubsubd -> github.com/prometheus/client_golang/prometheus/promhttp"}},
 	}

@@ -86,14 +86,9 @@ func Load(s Settings) (*Authenticator, error) {
 		a.keys = append(a.keys, keys...)
 	}
 	if s.TokenKeyFile != "" {
-		data, err := os.ReadFile(s.TokenKeyFile)
+		key, err := ReadTokenKey(s.TokenKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("token key file: %w", err)
-		}
-		// A Secret written with echo ends with a newline that is not part of the key.
-		key := bytes.TrimSpace(data)
-		if len(key) < MinTokenKeyBytes {
-			return nil, fmt.Errorf("token key file %s: the key has %d bytes; at least %d are needed", s.TokenKeyFile, len(key), MinTokenKeyBytes)
+			return nil, err
 		}
 		a.tokenKey = key
 	}

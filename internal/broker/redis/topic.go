@@ -13,6 +13,9 @@ import (
 // repairLimit bounds the events one repair reads back; a longer hole is announced as a gap past it.
 const repairLimit = 10000
 
+// retiredEpochs is how many of the epochs it left a topic's worker remembers.
+const retiredEpochs = 4
+
 // recentDeliveries is how many of its last deliveries a topic remembers for publishers of this
 // replica that ask for their event after the worker delivered it.
 const recentDeliveries = 64
@@ -22,7 +25,8 @@ const recentDeliveries = 64
 // last deliveries must not keep up to recentDeliveries large events alive beside it.
 type delivery struct {
 	seq   uint64
-	ok    bool // false: the seq was announced as lost
+	ok    bool     // false: the seq was announced as lost
+	id    [16]byte // the message delivered (when ok): catchUp checks Redis still has it at seq
 	stats domain.PublishStats
 }
 
@@ -57,6 +61,11 @@ type topicState struct {
 	pendingLost bool
 	repairedTo  uint64 // messages at or below this seq came through a read already
 	gone        bool
+	// retired are the last epochs this worker left (a ring): a message of one of them still on
+	// its way through the channel belongs to a stream that ended, which the subscribers were
+	// told; it must never take the worker back to that epoch.
+	retired     [retiredEpochs]string
+	retiredNext int
 
 	mu      sync.Mutex
 	t       *domain.Topic
@@ -338,6 +347,12 @@ func (st *topicState) apply1(raw []byte) {
 		st.anomaly("a message that is not a notice", 0)
 		return
 	}
+	if (n.kind == 'm' || n.kind == 'r') && st.isRetired(n.epoch) {
+		// Published before the epoch changed, received after this worker read the new one
+		// (the read path overtook the channel): the stream it belongs to has ended.
+		st.anomaly("a message of an epoch that ended", n.seq)
+		return
+	}
 	switch n.kind {
 	case 'm':
 		st.onEvent(n)
@@ -384,6 +399,10 @@ func (st *topicState) onEvent(n notice) {
 		// Read from the history already (the seam, or a repair): expected, skipped.
 	default:
 		st.anomaly("a seq already delivered", n.seq)
+		// A seq published again: Redis may have lost acknowledged writes, and this seq may now
+		// name another message. Catch-up (right after this message) compares the history with
+		// what was delivered, and rotates the epoch if they differ.
+		st.resync.Store(true)
 	}
 }
 
@@ -406,7 +425,7 @@ func (st *topicState) deliver(ev *domain.Event) {
 		st.gap(ev.Seq, ev.Seq)
 		return
 	}
-	st.record(delivery{seq: ev.Seq, ok: true, stats: stats})
+	st.record(delivery{seq: ev.Seq, ok: true, id: ev.Message.ID, stats: stats})
 }
 
 // record notes a delivery (or a loss) for publishers of this replica.
@@ -507,9 +526,10 @@ func (st *topicState) apply(from, to uint64, events []*domain.Event) {
 // catchUp reads the topic's top and repairs from it: after an overflow of the inbox, messages
 // lost before the first read, or a new pub/sub connection. Meta gone: the topic was deleted;
 // another epoch: a discontinuity; a top ahead: the missing events; a top behind what was
-// delivered (a failover lost acknowledged writes): the epoch is rotated so that the same seqs
-// never name two events, and the subscribers are told. It reports false when Redis could not be
-// read (the caller tries again).
+// delivered, or a history that holds other messages than the ones delivered at their seqs (a
+// failover lost acknowledged writes, and new publishes may have taken their seqs since): the
+// epoch is rotated so that the same seqs never name two events, and the subscribers are told.
+// It reports false when Redis could not be read (the caller tries again).
 func (st *topicState) catchUp() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), st.e.opts.Timeout)
 	defer cancel()
@@ -517,7 +537,11 @@ func (st *topicState) catchUp() bool {
 		return false // not subscribed yet: reading now could miss what follows
 	}
 	d := st.local.Delivered()
-	r, err := st.e.readRange(ctx, st.name, d, 0, repairLimit)
+	// The read starts before d, at the deliveries this worker remembers: a top at or above d
+	// proves nothing when publishers brought the seq back up after a loss before this look; only
+	// the events at the seqs delivered do.
+	back := min(d, recentDeliveries)
+	r, err := st.e.readRange(ctx, st.name, d-back, 0, repairLimit+int(back))
 	switch {
 	case domain.KindOf(err) == domain.KindNotFound:
 		st.closeDeleted()
@@ -526,9 +550,11 @@ func (st *topicState) catchUp() bool {
 		return false
 	case r.epoch != st.epoch:
 		st.discontinuity(r.epoch, r.top)
-	case r.top > d:
-		st.apply(d, r.top, r.events)
-	case r.top < d:
+	case r.top >= d && !st.rewritten(d, r.events):
+		if r.top > d {
+			st.apply(d, r.top, r.events)
+		}
+	default: // r.top < d, or seqs delivered now name other messages
 		epoch, err := st.e.rotate(ctx, st.name, st.epoch)
 		if err != nil {
 			return false
@@ -580,11 +606,42 @@ func (st *topicState) discontinuity(epoch string, top uint64) {
 	b = appendTS(b, now)
 	st.local.Announce(domain.NewNotice(st.name, now, b), 0)
 	st.local.Reset(epoch, top)
+	if st.epoch != "" && st.epoch != epoch {
+		st.retired[st.retiredNext] = st.epoch
+		st.retiredNext = (st.retiredNext + 1) % retiredEpochs
+	}
 	st.epoch, st.repairedTo = epoch, top
 	st.mu.Lock()
 	st.lastSeq = top
+	st.recent = [recentDeliveries]delivery{} // the old stream's: its seqs may come again, naming others
 	st.mu.Unlock()
 	st.e.log.Warn("backplane discontinuity announced", "topic", string(st.name), "epoch", epoch, "seq", top)
+}
+
+// rewritten reports whether events (a read of the history, oldest first) hold, at a seq up to d
+// that this worker remembers delivering, another message than the one it delivered.
+func (st *topicState) rewritten(d uint64, events []*domain.Event) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, ev := range events {
+		if ev.Seq > d {
+			break
+		}
+		if rec := st.recent[ev.Seq%recentDeliveries]; rec.seq == ev.Seq && rec.ok && rec.id != [16]byte(ev.Message.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// isRetired reports whether epoch is one this worker left.
+func (st *topicState) isRetired(epoch string) bool {
+	for _, e := range st.retired {
+		if e != "" && e == epoch {
+			return true
+		}
+	}
+	return false
 }
 
 // onDeleted: every event up to the notice's seq is delivered, then the subscribers are told.
