@@ -104,9 +104,11 @@ func (t *Topic) Announce(ev *Event, upTo uint64) {
 	t.fanOutLocked(ev, &st, upTo)
 }
 
-// fanOutLocked is Publish's fan-out for an event sequenced elsewhere: subscriptions whose floor is
-// at or above seq (the event's, or the last a notice speaks for) already have it in their replay;
-// seq 0 goes to every subscription. The caller holds a reference for every subscription.
+// fanOutLocked hands ev to every subscription's queue: Publish's fan-out, and Deliver's and
+// Announce's for an event sequenced elsewhere. With seq > 0 (the event's, or the last a notice
+// speaks for), subscriptions whose floor is at or above it already have it in their replay and are
+// skipped; seq 0, as Publish passes, goes to every subscription. The caller holds a reference for
+// every subscription.
 func (t *Topic) fanOutLocked(ev *Event, st *PublishStats, seq uint64) {
 	st.Subscribers = len(t.list)
 	for _, s := range t.list {

@@ -121,28 +121,7 @@ func (t *Topic) Publish(msg Message) (*Event, PublishStats, error) {
 	ev.hold(int64(1 + len(t.list)))
 	t.history.Push(ev)
 	st.Appended = t.now()
-	st.Subscribers = len(t.list)
-	for _, s := range t.list {
-		out := s.push(ev)
-		switch out.res {
-		case pushed:
-			st.Enqueued++
-		case pushedDroppedOldest:
-			st.Enqueued++
-			st.DroppedOldest += out.dropped
-		case pushOverflow:
-			st.Overflowed++
-		case pushIgnored:
-			continue
-		}
-		if out.depth > st.MaxDepth {
-			st.MaxDepth = out.depth
-		}
-		if out.backlogged && s.backlog != nil {
-			s.backlog.Backlogged()
-		}
-		s.Owner.Wake()
-	}
+	t.fanOutLocked(ev, &st, 0)
 	st.End = t.now()
 	t.mu.Unlock()
 	return ev, st, nil
