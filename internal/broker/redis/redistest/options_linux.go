@@ -4,8 +4,6 @@ package redistest
 
 import (
 	"errors"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -71,28 +69,5 @@ func (s *Server) startWith(opts Options) error {
 		"--save", "", "--appendonly", "yes", "--appendfsync", fsync, "--dir", s.dir,
 		"--maxmemory-policy", "noeviction", "--logfile", logPath, "--daemonize", "no")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting redis-server: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(startWait)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("redis-server exited (%v): %s", err, lastLines(string(log), 5))
-		default:
-		}
-		if s.ping() == nil {
-			s.mu.Lock()
-			s.cmd = cmd
-			s.mu.Unlock()
-			return nil // the goroutine above reaps the process whenever it ends
-		}
-		time.Sleep(20 * time.Millisecond) // polling a process we do not control: no event to wait for
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-	return fmt.Errorf("redis-server on port %d did not answer within %s", s.port, startWait)
+	return s.startCmd(cmd, logPath)
 }
