@@ -128,6 +128,10 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 
+	// Incidents keeps the recent slow-consumer episodes and limit refusals for the web console:
+	// LimitRejected records each refusal there as it counts it.
+	Incidents *Incidents
+
 	gauges Gauges
 }
 
@@ -177,7 +181,7 @@ type Labels struct {
 // NewMetrics registers every series on a fresh registry, every labelled child at zero.
 func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{Registry: reg}
+	m := &Metrics{Registry: reg, Incidents: NewIncidents(DefaultIncidents)}
 	g := &m.gauges
 
 	opsTotal := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubsub_operations_total",
@@ -359,6 +363,7 @@ func (m *Metrics) LimitRejected(limit string) {
 		c = m.limitRejections[LimitOther]
 	}
 	c.Inc()
+	m.Incidents.Add(Incident{Kind: IncidentLimit, Limit: limit})
 }
 
 // AuthFailed counts one refusal by authentication or authorization (one of the Auth* constants;

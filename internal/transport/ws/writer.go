@@ -364,4 +364,6 @@ func (c *conn) endEpisode(sub *domain.Subscription, now time.Time) {
 	}
 	c.logf(context.Background(), slog.LevelWarn, "slow consumer dropped messages", "topic", string(sub.Topic), "client_id", sub.ClientID,
 		"dropped", e.lost, "policy", "drop_oldest", "duration", now.Sub(e.since).String())
+	c.s.tel.Metrics.Incidents.Add(telemetry.Incident{Kind: telemetry.IncidentSlowConsumer, Policy: "drop_oldest",
+		Topic: string(sub.Topic), ClientID: sub.ClientID, Dropped: e.lost})
 }
