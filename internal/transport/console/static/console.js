@@ -213,7 +213,7 @@ function renderCluster(health, cluster, rates) {
   const rows = cluster.replicas.map((r) => {
     const tr = document.createElement("tr");
     tr.dataset.replica = r.id;
-    if (r.self) tr.className = "self";
+    if (r.self && r.id) tr.className = "self"; // the memory engine's only process needs no "(this one)"
     cell(tr, r.id || "this process (in memory)");
     cell(tr, String(r.topics), "num");
     cell(tr, String(r.subscribers), "num");
