@@ -1,0 +1,75 @@
+package app_test
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pubsubd/pubsub/internal/app"
+)
+
+// TestConsoleOnTheAdminListener: the admin listener serves the web console and, under
+// /console/app/, the application's own REST and /ws with its authentication, to the console's
+// own origin only; a key offered as the console's subprotocol opens /ws and is never echoed.
+// (The page itself is driven in Chromium by internal/transport/console's browser test.)
+func TestConsoleOnTheAdminListener(t *testing.T) {
+	const key = "console-app-test-key-0123456789"
+	r := start(t, testConfig(t, "-api-key="+key), app.Options{})
+	admin := "http://" + r.AdminAddr()
+	c := newClient(t)
+
+	if code, body := get(t, c, admin+"/console/"); code != http.StatusOK || !strings.Contains(body, "pubsub console") {
+		t.Fatalf("GET /console/: %d", code)
+	}
+	if code, _ := get(t, c, admin+"/console/app/stats"); code != http.StatusUnauthorized {
+		t.Errorf("the application's /stats without a key through the console: %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", admin+"/console/app/stats", nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the application's /stats with the key through the console: %d", resp.StatusCode)
+	}
+
+	dialWS := func(origin, credential string) (*websocket.Conn, int) {
+		t.Helper()
+		d := websocket.Dialer{HandshakeTimeout: waitFor,
+			Subprotocols: []string{"pubsub", "pubsub.key." + base64.RawURLEncoding.EncodeToString([]byte(credential))}}
+		conn, resp, err := d.Dial("ws://"+r.AdminAddr()+"/console/app/ws", http.Header{"Origin": {origin}})
+		if err != nil {
+			if resp == nil {
+				t.Fatalf("dial: %v", err)
+			}
+			return nil, resp.StatusCode
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn, resp.StatusCode
+	}
+	conn, code := dialWS(admin, key)
+	if conn == nil {
+		t.Fatalf("the console's page with the key: handshake %d, want an upgrade", code)
+	}
+	if p := conn.Subprotocol(); p != "pubsub" {
+		t.Errorf("selected subprotocol %q, want pubsub (the key is never echoed)", p)
+	}
+	if err := conn.WriteJSON(map[string]string{"type": "ping", "request_id": "p"}); err != nil {
+		t.Fatal(err)
+	}
+	var pong struct{ Type string }
+	if err := conn.ReadJSON(&pong); err != nil || pong.Type != "pong" {
+		t.Fatalf("ping through the console: %+v, %v", pong, err)
+	}
+	if _, code := dialWS(admin, "not-the-key-not-the-key"); code != http.StatusUnauthorized {
+		t.Errorf("a wrong key: handshake %d, want 401", code)
+	}
+	if _, code := dialWS("http://evil.example", key); code != http.StatusForbidden {
+		t.Errorf("another site's page: handshake %d, want 403", code)
+	}
+}
