@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pubsubd/pubsub/internal/app"
+	"github.com/pubsubd/pubsub/internal/broker/redis/redistest"
 )
 
 // TestConsoleOnTheAdminListener: the admin listener serves the web console and, under
@@ -71,5 +73,37 @@ func TestConsoleOnTheAdminListener(t *testing.T) {
 	}
 	if _, code := dialWS("http://evil.example", key); code != http.StatusForbidden {
 		t.Errorf("another site's page: handshake %d, want 403", code)
+	}
+}
+
+// TestConsoleClusterOnRedis: on the Redis engine the console's cluster.json lists every replica,
+// the answering one first and marked self, the other with its last heartbeat.
+func TestConsoleClusterOnRedis(t *testing.T) {
+	srv, done, err := redistest.StartTemp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(done)
+	flags := []string{"-broker=redis", "-redis-url=" + srv.URL()}
+	a := start(t, testConfig(t, append(flags, "-replica-id=one")...), app.Options{})
+	start(t, testConfig(t, append(flags, "-replica-id=two")...), app.Options{})
+	c := newClient(t)
+	type replica struct {
+		ID        string `json:"id"`
+		Self      bool   `json:"self"`
+		Heartbeat string `json:"heartbeat"`
+	}
+	var got struct {
+		Engine   string    `json:"engine"`
+		Replicas []replica `json:"replicas"`
+	}
+	// Two's first heartbeat is written before its New returns; the list is read at once.
+	code, body := get(t, c, "http://"+a.AdminAddr()+"/console/cluster.json")
+	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil {
+		t.Fatalf("cluster.json: %d %s (%v)", code, body, err)
+	}
+	if got.Engine != "redis" || len(got.Replicas) != 2 || got.Replicas[0] != (replica{ID: "one", Self: true}) ||
+		got.Replicas[1].ID != "two" || got.Replicas[1].Self || got.Replicas[1].Heartbeat == "" {
+		t.Fatalf("cluster.json %s: want redis, one (self) then two with a heartbeat", body)
 	}
 }
