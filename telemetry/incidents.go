@@ -12,7 +12,7 @@ const (
 )
 
 // Incident is one recent slow-consumer episode or limit refusal, for the web console. Repeats of
-// the newest incident (same kind, limit, topic, client and policy) are folded into it: Count says
+// the newest incident (same kind, limit, topic, client, address and policy) are folded into it: Count says
 // how many, Time is the latest, Dropped the sum. Strings are clipped to incidentFieldMax bytes, so
 // a ring's memory is bounded whatever the limits on names allow.
 type Incident struct {
@@ -23,6 +23,7 @@ type Incident struct {
 	Policy   string    `json:"policy,omitempty"` // drop_oldest or disconnect
 	Topic    string    `json:"topic,omitempty"`
 	ClientID string    `json:"client_id,omitempty"`
+	Remote   string    `json:"remote,omitempty"`  // the client's address, when known
 	Dropped  uint64    `json:"dropped,omitempty"` // messages the subscriber lost
 	Count    int       `json:"count"`
 }
@@ -58,14 +59,14 @@ func (r *Incidents) Add(in Incident) {
 		return
 	}
 	in.Limit, in.Policy = clipString(in.Limit), clipString(in.Policy)
-	in.Topic, in.ClientID = clipString(in.Topic), clipString(in.ClientID)
+	in.Topic, in.ClientID, in.Remote = clipString(in.Topic), clipString(in.ClientID), clipString(in.Remote)
 	now := r.now().UTC()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.n > 0 {
 		last := &r.ring[(r.head+len(r.ring)-1)%len(r.ring)]
 		if last.Kind == in.Kind && last.Limit == in.Limit && last.Topic == in.Topic &&
-			last.ClientID == in.ClientID && last.Policy == in.Policy {
+			last.ClientID == in.ClientID && last.Policy == in.Policy && last.Remote == in.Remote {
 			last.Count++
 			last.Dropped += in.Dropped
 			last.Time = now

@@ -61,6 +61,14 @@ func TestLimitRejectedRecordsAnIncident(t *testing.T) {
 	if got := m.Incidents.Recent(); len(got) != 1 || got[0].Kind != IncidentLimit || got[0].Limit != LimitReplies {
 		t.Fatalf("incidents %+v, want one replies refusal", got)
 	}
+	// Who was refused, when the call site knows: a refusal of another address is another incident.
+	m.LimitRejectedFor(LimitPublishRate, "orders", "10.0.0.1:5000")
+	m.LimitRejectedFor(LimitPublishRate, "orders", "10.0.0.1:5000")
+	m.LimitRejectedFor(LimitPublishRate, "orders", "10.0.0.2:5000")
+	got := m.Incidents.Recent()
+	if len(got) != 3 || got[0].Remote != "10.0.0.2:5000" || got[1].Remote != "10.0.0.1:5000" || got[1].Count != 2 || got[1].Topic != "orders" {
+		t.Fatalf("incidents %+v, want 10.0.0.2 once, then 10.0.0.1 twice, on orders", got)
+	}
 	var none *Incidents
 	none.Add(Incident{Kind: IncidentLimit})
 	if none.Recent() != nil {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,5 +106,37 @@ func TestConsoleClusterOnRedis(t *testing.T) {
 	if got.Engine != "redis" || len(got.Replicas) != 2 || got.Replicas[0] != (replica{ID: "one", Self: true}) ||
 		got.Replicas[1].ID != "two" || got.Replicas[1].Self || got.Replicas[1].Heartbeat == "" {
 		t.Fatalf("cluster.json %s: want redis, one (self) then two with a heartbeat", body)
+	}
+}
+
+// TestConsoleListsLimitRefusals: a refusal by a limit shows in the console's incidents with the
+// topic and the client's address, as its log line says.
+func TestConsoleListsLimitRefusals(t *testing.T) {
+	r := start(t, testConfig(t, "-publish-rate=1", "-publish-burst=1"), app.Options{})
+	c := newClient(t)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+r.Addr()+"/topics", strings.NewReader(`{"name":"orders"}`))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ws := dial(t, r.Addr())
+	for i := range 2 {
+		if err := ws.conn.WriteJSON(map[string]any{"type": "publish", "topic": "orders",
+			"message": map[string]any{"id": fmt.Sprintf("6f1c0000-0000-4000-8000-%012d", i), "payload": i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for !strings.Contains(ws.next(t), "RATE_LIMITED") { // the first is acknowledged, the second refused
+	}
+	code, body := get(t, c, "http://"+r.AdminAddr()+"/console/incidents.json")
+	var got struct {
+		Incidents []struct{ Kind, Limit, Topic, Remote string }
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || len(got.Incidents) != 1 {
+		t.Fatalf("incidents.json: %d %s (%v)", code, body, err)
+	}
+	if in := got.Incidents[0]; in.Kind != "limit" || in.Limit != "publish_rate" || in.Topic != "orders" || !strings.HasPrefix(in.Remote, "127.0.0.1:") {
+		t.Fatalf("incident %+v, want publish_rate on orders from 127.0.0.1", in)
 	}
 }

@@ -232,7 +232,7 @@ function renderIncidents(list) {
     cell(tr, new Date(i.time).toLocaleTimeString());
     cell(tr, i.kind === "slow_consumer" ? "slow consumer (" + i.policy + ")" : "limit " + i.limit);
     cell(tr, i.topic || "");
-    cell(tr, i.client_id || "");
+    cell(tr, i.client_id || i.remote || "");
     cell(tr, i.dropped ? String(i.dropped) : "", "num");
     cell(tr, String(i.count), "num");
     return tr;
