@@ -149,6 +149,9 @@ type replicaBody struct {
 	Topics      int        `json:"topics"`
 	Subscribers int        `json:"subscribers"`
 	Heartbeat   *time.Time `json:"heartbeat,omitempty"` // absent for the answering process
+	// HeartbeatAgeMS is how long ago Heartbeat was, by this server's clock: the page shows it
+	// without comparing its own clock (a laptop's, through a port-forward) with the server's.
+	HeartbeatAgeMS *int64 `json:"heartbeat_age_ms,omitempty"`
 }
 
 type clusterBody struct {
@@ -163,12 +166,13 @@ func (h *handler) cluster(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, status, code, msg)
 		return
 	}
+	now := time.Now()
 	body := clusterBody{Engine: h.o.Engine, Replicas: make([]replicaBody, 0, len(rs))}
 	for _, rep := range rs {
 		b := replicaBody{ID: rep.ID, Self: rep.Self, Topics: rep.Topics, Subscribers: rep.Subscribers}
 		if !rep.Heartbeat.IsZero() {
-			hb := rep.Heartbeat.UTC()
-			b.Heartbeat = &hb
+			hb, age := rep.Heartbeat.UTC(), max(now.Sub(rep.Heartbeat).Milliseconds(), 0)
+			b.Heartbeat, b.HeartbeatAgeMS = &hb, &age
 		}
 		body.Replicas = append(body.Replicas, b)
 	}

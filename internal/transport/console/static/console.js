@@ -193,9 +193,8 @@ function renderTopics(stats, now) {
   return known ? { pub, del } : null;
 }
 
-function ago(iso) {
-  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-  return s < 1 ? "now" : s.toFixed(0) + " s ago";
+function ago(ms) {
+  return ms < 1000 ? "now" : (ms / 1000).toFixed(0) + " s ago";
 }
 
 function duration(sec) {
@@ -217,7 +216,7 @@ function renderCluster(health, cluster, rates) {
     cell(tr, r.id || "this process (in memory)");
     cell(tr, String(r.topics), "num");
     cell(tr, String(r.subscribers), "num");
-    cell(tr, r.heartbeat ? ago(r.heartbeat) : "live");
+    cell(tr, r.heartbeat ? ago(r.heartbeat_age_ms) : "live");
     return tr;
   });
   $("replicas").tBodies[0].replaceChildren(...rows);
