@@ -297,13 +297,13 @@ func TestConsoleInChromium(t *testing.T) {
 	js[bool](t, ctx, "the form says published", `document.getElementById("pub-status").textContent.startsWith("published")`)
 	js[bool](t, ctx, "the tail shows the form's message", `!!document.querySelector('#tail-events li[data-seq="7"]')`)
 
-	// A slow consumer: it reads nothing while ~10 MB are published (more than the socket buffers
+	// A slow consumer: it reads nothing while ~20 MB are published (more than the socket buffers
 	// hold), so its queue of 8 overflows; once it has read everything, its episode ends and the
 	// console lists it.
 	slow := dial(t, s)
 	slow.send(map[string]any{"type": "subscribe", "topic": "bulk", "client_id": "slow-sub"})
 	big := strings.Repeat("x", 32<<10)
-	const n = 300
+	const n = 600
 	payloads := make([]any, n)
 	for i := range payloads {
 		payloads[i] = big
