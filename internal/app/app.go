@@ -182,11 +182,14 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	if cfg.AdminAddr != "" {
 		// The web console serves the application's own router (REST and /ws) to its page, so
 		// the page and the API share the admin origin (see internal/transport/console).
-		engineName := "memory"
-		if cfg.Backplane.Redis() {
-			engineName = "redis"
+		var con http.Handler
+		if !cfg.ConsoleDisabled {
+			engineName := "memory"
+			if cfg.Backplane.Redis() {
+				engineName = "redis"
+			}
+			con = console.Handler(console.Options{App: router, Auth: authn, Replicas: svc.Replicas, Engine: engineName, Telemetry: tel})
 		}
-		con := console.Handler(console.Options{App: router, Auth: authn, Replicas: svc.Replicas, Engine: engineName, Telemetry: tel})
 		a.admin = &http.Server{Handler: adminMux(tel, cfg.PprofEnabled, con), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: time.Minute, IdleTimeout: time.Minute, ErrorLog: errorLog}
 	}
@@ -434,14 +437,16 @@ func (a *App) shutdown(ctx context.Context, ln, adminLn net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// adminMux serves metrics, the web console and profiles on their own listener, never on http.DefaultServeMux, so
+// adminMux serves metrics, the web console (con; nil when it is off) and profiles on their own listener, never on http.DefaultServeMux, so
 // they can be kept off the public port.
 // Profiles are mounted only when pprof is enabled (PUBSUB_PPROF): they reveal the process's
 // memory and code, and a CPU profile or trace costs CPU while it runs.
 func adminMux(tel *telemetry.Telemetry, pprofEnabled bool, con http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, con)
-	mux.Handle("/console", http.RedirectHandler(console.Prefix, http.StatusFound))
+	if con != nil {
+		mux.Handle(console.Prefix, con)
+		mux.Handle("/console", http.RedirectHandler(console.Prefix, http.StatusFound))
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(tel.Metrics.Registry, promhttp.HandlerOpts{
 		EnableOpenMetrics: true, Registry: tel.Metrics.Registry, ErrorLog: slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn),
 	}))

@@ -140,3 +140,18 @@ func TestConsoleListsLimitRefusals(t *testing.T) {
 		t.Fatalf("incident %+v, want publish_rate on orders from 127.0.0.1", in)
 	}
 }
+
+// TestConsoleOff: PUBSUB_CONSOLE=false leaves the console and the application's mount off the
+// admin listener; metrics stay.
+func TestConsoleOff(t *testing.T) {
+	r := start(t, testConfig(t, "-console=false"), app.Options{})
+	c := newClient(t)
+	for _, path := range []string{"/console/", "/console/app/stats", "/console/config.json"} {
+		if code, _ := get(t, c, "http://"+r.AdminAddr()+path); code != http.StatusNotFound {
+			t.Errorf("GET %s with the console off: %d, want 404", path, code)
+		}
+	}
+	if code, _ := get(t, c, "http://"+r.AdminAddr()+"/metrics"); code != http.StatusOK {
+		t.Errorf("/metrics with the console off: %d", code)
+	}
+}
