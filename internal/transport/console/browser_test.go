@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pubsubd/pubsub/internal/app"
+	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/config"
 	"github.com/pubsubd/pubsub/internal/logbuffer"
 )
@@ -48,19 +50,20 @@ func chromium(t *testing.T) string {
 type server struct {
 	*app.App
 	logs *logbuffer.Buffer
+	cred http.Header // what the Go clients authenticate with
 }
 
-func startServer(t *testing.T) *server {
+// startServer starts a server whose Go clients send cred, with flags besides the defaults.
+func startServer(t *testing.T, cred http.Header, flags ...string) *server {
 	t.Helper()
-	cfg, err := config.Load([]string{"-host=127.0.0.1", "-port=0", "-admin-addr=127.0.0.1:0", "-log-format=json",
-		"-api-key=" + apiKey,
+	cfg, err := config.Load(append([]string{"-host=127.0.0.1", "-port=0", "-admin-addr=127.0.0.1:0", "-log-format=json",
 		// A small queue and a long write timeout: a subscriber that reads nothing overflows its
 		// queue (a slow consumer) rather than being cut for a stalled write.
-		"-max-queue-size=8", "-write-timeout=2m"}, func(string) string { return "" }, io.Discard)
+		"-max-queue-size=8", "-write-timeout=2m"}, flags...), func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{logs: &logbuffer.Buffer{}}
+	s := &server{logs: &logbuffer.Buffer{}, cred: cred}
 	a, err := app.New(cfg, app.Options{LogOutput: s.logs})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +92,9 @@ func startServer(t *testing.T) *server {
 func (s *server) createTopic(t *testing.T, name string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/topics", strings.NewReader(`{"name":"`+name+`"}`))
-	req.Header.Set("X-API-Key", apiKey)
+	for k, v := range s.cred {
+		req.Header[k] = v
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +130,7 @@ type client struct {
 func dial(t *testing.T, s *server) *client {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: waitFor}
-	conn, resp, err := d.Dial("ws://"+s.Addr()+"/ws", http.Header{"X-API-Key": {apiKey}})
+	conn, resp, err := d.Dial("ws://"+s.Addr()+"/ws", s.cred)
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, resp)
 	}
@@ -214,6 +219,28 @@ func setValue(id, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.getElementById(%q).value = %s`, id, arg))
 }
 
+// openConsole starts a headless Chromium with the flags CI uses and a fresh profile, and opens the
+// console of s in it. The browser stops at the test's end.
+func openConsole(t *testing.T, s *server) context.Context {
+	t.Helper()
+	bin := chromium(t)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800))
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	// The first Run starts the browser; it gets no deadline of its own (see chromedp.Run).
+	do(t, ctx, "open the console", chromedp.Navigate("http://"+s.AdminAddr()+"/console/"))
+	return ctx
+}
+
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, steps...); err != nil {
@@ -227,23 +254,10 @@ func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action
 // lists a slow consumer. With PUBSUB_CONSOLE_SCREENSHOT=path it saves a screenshot there (the
 // README's).
 func TestConsoleInChromium(t *testing.T) {
-	bin := chromium(t)
-	s := startServer(t)
+	s := startServer(t, http.Header{"X-Api-Key": {apiKey}}, "-api-key="+apiKey)
 	s.createTopic(t, "orders")
 	s.createTopic(t, "bulk")
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800))
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
-	// The first Run starts the browser; it gets no deadline of its own (see chromedp.Run).
-	do(t, ctx, "open the console", chromedp.Navigate("http://"+s.AdminAddr()+"/console/"))
+	ctx := openConsole(t, s)
 
 	// Authentication is on: the page asks for a credential and refuses a wrong one.
 	do(t, ctx, "a wrong key", chromedp.WaitVisible(chromedp.ID("credential")),
@@ -333,4 +347,37 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 		t.Logf("screenshot: %s (%d bytes)", path, len(png))
 	}
+}
+
+// TestConsoleWithAToken: a browser token (PUBSUB_TOKEN_KEY_FILE) signs the console in too: REST
+// with Authorization: Bearer, and /ws with the token offered as the pubsub.token.<jwt>
+// subprotocol, as any browser client does.
+func TestConsoleWithAToken(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "token.key")
+	if err := os.WriteFile(keyFile, []byte("a-token-signing-key-of-at-least-32-bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.TokenRequest{KeyFile: keyFile, Subject: "operator", TTL: time.Hour,
+		Publish: "*", Subscribe: "*", Manage: true}.Mint(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, http.Header{"Authorization": {"Bearer " + tok}}, "-token-key-file="+keyFile)
+	s.createTopic(t, "chat")
+	ctx := openConsole(t, s)
+	do(t, ctx, "sign in with the token", chromedp.WaitVisible(chromedp.ID("credential")),
+		chromedp.SendKeys(chromedp.ID("credential"), tok), chromedp.Click(chromedp.ID("login-btn")),
+		chromedp.WaitVisible(chromedp.ID("main")))
+	do(t, ctx, "tail chat", setValue("tail-topic", "chat"), chromedp.Click(chromedp.ID("tail-start")))
+	js[bool](t, ctx, "the tail's ack", `document.getElementById("tail-state").textContent.startsWith("tailing chat")`)
+
+	pub := dial(t, s)
+	pub.publish("chat", "hello")
+	js[bool](t, ctx, "the tail shows the event", `(() => { const li = document.querySelector('#tail-events li[data-seq="1"]');
+		return !!li && li.querySelector(".payload").textContent === '"hello"'; })()`)
+	do(t, ctx, "publish from the form", setValue("pub-topic", "chat"), setValue("pub-payload", "not json"),
+		chromedp.Click(chromedp.ID("pub-send")))
+	js[bool](t, ctx, "the form's message in the tail, as a JSON string", `(() => { const li = document.querySelector('#tail-events li[data-seq="2"]');
+		return !!li && li.querySelector(".payload").textContent === '"not json"'; })()`)
+	js[bool](t, ctx, "the cluster read with the token", `document.querySelectorAll("#replicas tbody tr").length === 1`)
 }
