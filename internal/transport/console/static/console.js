@@ -14,6 +14,7 @@ const state = {
   cred: sessionStorage.getItem(CRED_KEY) || "",
   prev: new Map(),   // topic -> {messages, t}: the previous /stats reading, for rates
   timer: null,
+  polling: false,    // a refresh is in flight: a slow server gets no pile of overlapping polls
   ws: null,
   wsReady: false,
   clientId: "console-" + randomHex(6),
@@ -124,6 +125,8 @@ function stop() {
 // ---- polling: cluster, topics, incidents ---------------------------------------------------
 
 async function refresh() {
+  if (state.polling) return;
+  state.polling = true;
   const api = state.cfg.api;
   try {
     const [health, stats, cluster, incidents] = await Promise.all([
@@ -137,6 +140,8 @@ async function refresh() {
   } catch (e) {
     if (e instanceof Unauthorized) return showLogin("Refused: " + e.message);
     setStatus("unreachable", "bad");
+  } finally {
+    state.polling = false;
   }
 }
 
