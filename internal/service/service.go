@@ -102,6 +102,35 @@ type PublishRequest struct {
 	Message domain.Message
 }
 
+// PublishItem is one publish of a batch (API.PublishBatch): its context and request going in,
+// its outcome coming out.
+type PublishItem struct {
+	Ctx   context.Context
+	Req   PublishRequest
+	Event *domain.Event
+	Err   error
+}
+
+// BatchPublisher is an optional interface of a Broker whose every call costs a round trip to its
+// store: it publishes several messages to one topic in one round trip, in order (their seqs follow
+// the slice's order). An engine without it is called once per message, which is what an
+// in-process engine wants anyway.
+type BatchPublisher interface {
+	// PublishBatch publishes every entry's Msg to name and sets its Event and Stats, or its Err:
+	// an entry that fails is not stored (an engine that cannot tell, because its store went away
+	// before answering, fails it with KindUnavailable: nothing is acknowledged that is not known
+	// stored). ctx bounds the whole call.
+	PublishBatch(ctx context.Context, name domain.TopicName, entries []BatchEntry)
+}
+
+// BatchEntry is one message of a BatchPublisher call and its outcome.
+type BatchEntry struct {
+	Msg   domain.Message
+	Event *domain.Event
+	Stats domain.PublishStats
+	Err   error
+}
+
 // Health is the service's summary for /health.
 type Health struct {
 	Uptime        time.Duration
@@ -119,6 +148,16 @@ type API interface {
 	Subscribe(ctx context.Context, req SubscribeRequest) (domain.SubscribeResult, error)
 	Unsubscribe(ctx context.Context, req UnsubscribeRequest) error
 	Publish(ctx context.Context, req PublishRequest) (*domain.Event, error)
+	// PublishBatch publishes items in order, each as Publish would, and sets every item's Event or
+	// Err: one item's refusal does not stop the others. Each item keeps its own context (its
+	// frame's trace). The slice is the caller's, in and out: an implementation may replace an
+	// item's Ctx and Req (a decorator puts its span there) while the call runs.
+	PublishBatch(items []PublishItem)
+	// BatchesPublishes reports whether PublishBatch saves anything over Publish: true when the
+	// engine serves a batch in one round trip (a BatchPublisher). When false, a transport should
+	// publish one at a time, so that whatever it looks at between two publishes (the stall gate)
+	// still sees every one.
+	BatchesPublishes() bool
 	// Detach releases the subscriptions of a connection that is closing and returns how many queued
 	// events they held that will never be delivered. It is not an operation a client asked for, so
 	// it is neither traced nor counted as one.
@@ -263,11 +302,8 @@ func (s *Service) Unsubscribe(ctx context.Context, req UnsubscribeRequest) error
 // Publish accepts a message: when it returns nil the message is in the topic's history and in every
 // current subscriber's queue.
 func (s *Service) Publish(ctx context.Context, req PublishRequest) (*domain.Event, error) {
-	if err := s.admit(); err != nil {
+	if err := s.checkPublish(req); err != nil {
 		return nil, err
-	}
-	if req.Message.ID == uuid.Nil {
-		return nil, domain.Errorf(domain.KindInvalid, "message.id must be a valid UUID")
 	}
 	ev, st, err := s.broker.Publish(ctx, req.Topic, req.Message)
 	if err != nil {
@@ -275,6 +311,73 @@ func (s *Service) Publish(ctx context.Context, req PublishRequest) (*domain.Even
 	}
 	s.observer.Published(ctx, ev, st)
 	return ev, nil
+}
+
+// BatchesPublishes reports whether the engine serves a batch in one round trip.
+func (s *Service) BatchesPublishes() bool {
+	_, ok := s.broker.(BatchPublisher)
+	return ok
+}
+
+// PublishBatch publishes items in order. An engine that is a BatchPublisher gets each run of
+// items to one topic in one call, under the first item's context (the store's round trip is one
+// operation; every item's own context still reaches the Observer); any other engine gets one
+// Publish per item, exactly as if the items had come one by one.
+func (s *Service) PublishBatch(items []PublishItem) {
+	bp, ok := s.broker.(BatchPublisher)
+	if !ok || len(items) == 1 {
+		for i := range items {
+			items[i].Event, items[i].Err = s.Publish(items[i].Ctx, items[i].Req)
+		}
+		return
+	}
+	for len(items) > 0 {
+		n := 1
+		for n < len(items) && items[n].Req.Topic == items[0].Req.Topic {
+			n++
+		}
+		s.publishRun(bp, items[:n])
+		items = items[n:]
+	}
+}
+
+// publishRun publishes items, all to one topic, with one call to the engine. Items the service
+// refuses itself (draining, a bad id) are left out of the call and answered.
+func (s *Service) publishRun(bp BatchPublisher, items []PublishItem) {
+	entries := make([]BatchEntry, 0, len(items))
+	at := make([]int, 0, len(items)) // entries[k] is items[at[k]]
+	for i := range items {
+		if err := s.checkPublish(items[i].Req); err != nil {
+			items[i].Err = err
+			continue
+		}
+		entries = append(entries, BatchEntry{Msg: items[i].Req.Message})
+		at = append(at, i)
+	}
+	if len(entries) == 0 {
+		return
+	}
+	bp.PublishBatch(items[at[0]].Ctx, items[0].Req.Topic, entries)
+	for k, e := range entries {
+		it := &items[at[k]]
+		if e.Err != nil {
+			it.Err = e.Err
+			continue
+		}
+		it.Event = e.Event
+		s.observer.Published(it.Ctx, e.Event, e.Stats)
+	}
+}
+
+// checkPublish refuses what no engine may be asked to publish.
+func (s *Service) checkPublish(req PublishRequest) error {
+	if err := s.admit(); err != nil {
+		return err
+	}
+	if req.Message.ID == uuid.Nil {
+		return domain.Errorf(domain.KindInvalid, "message.id must be a valid UUID")
+	}
+	return nil
 }
 
 // Detach releases a closing connection's subscriptions.

@@ -339,36 +339,62 @@ func (e *Engine) DeleteTopic(ctx context.Context, name domain.TopicName) error {
 // here, once: every replica delivers these bytes.
 func (e *Engine) Publish(ctx context.Context, name domain.TopicName, msg domain.Message) (*domain.Event, domain.PublishStats, error) {
 	now := e.now()
-	enc, err := encodeEvent(name, msg, now, e.cfg.Encoder)
+	st := e.lookup(name)
+	enc, err := e.prepare(st, name, msg, now)
 	if err != nil {
 		return nil, domain.PublishStats{}, err
 	}
-	st := e.lookup(name)
-	// Refuse what this replica could not hold, before anything is stored: the memory engine's
-	// rule (the topic's own window gives back first, queues never do).
-	if !e.room(st, enc.size) {
-		return nil, domain.PublishStats{}, domain.LimitErrorf(domain.KindRateLimited, domain.LimitEventMemory,
-			"the server's event memory (%d bytes) is full; retry later", e.cfg.Events.Limit())
-	}
 	var seq uint64
 	err = e.call(ctx, "publish", func(ctx context.Context) error {
-		vals, err := scriptPublish.Exec(ctx, e.client,
-			[]string{e.keys.meta(name), e.keys.history(name), e.keys.channel(name)},
-			[]string{strconv.Itoa(e.cfg.HistorySize), strconv.FormatInt(e.cfg.HistoryBytes, 10),
-				strconv.FormatInt(enc.size, 10), string(enc.body)}).ToArray()
-		if err != nil {
-			return err
-		}
-		if len(vals) != 2 {
-			return errors.New("publish script: unexpected reply")
-		}
-		n, err := vals[0].AsInt64()
-		seq = uint64(n)
+		var err error
+		seq, err = publishSeq(scriptPublish.Exec(ctx, e.client, e.publishKeys(name), e.publishArgs(enc)))
 		return err
 	})
 	if err != nil {
 		return nil, domain.PublishStats{}, errorOf(err, name, e.cfg)
 	}
+	return e.published(ctx, st, name, seq, enc, now)
+}
+
+// prepare encodes msg and refuses what this replica could not hold, before anything is stored:
+// the memory engine's rule (the topic's own window gives back first, queues never do).
+func (e *Engine) prepare(st *topicState, name domain.TopicName, msg domain.Message, now time.Time) (encoded, error) {
+	enc, err := encodeEvent(name, msg, now, e.cfg.Encoder)
+	if err != nil {
+		return encoded{}, err
+	}
+	if !e.room(st, enc.size) {
+		return encoded{}, domain.LimitErrorf(domain.KindRateLimited, domain.LimitEventMemory,
+			"the server's event memory (%d bytes) is full; retry later", e.cfg.Events.Limit())
+	}
+	return enc, nil
+}
+
+// publishKeys and publishArgs are the publish script's keys and arguments for an event of name.
+func (e *Engine) publishKeys(name domain.TopicName) []string {
+	return []string{e.keys.meta(name), e.keys.history(name), e.keys.channel(name)}
+}
+
+func (e *Engine) publishArgs(enc encoded) []string {
+	return []string{strconv.Itoa(e.cfg.HistorySize), strconv.FormatInt(e.cfg.HistoryBytes, 10),
+		strconv.FormatInt(enc.size, 10), string(enc.body)}
+}
+
+// publishSeq reads the seq from the publish script's reply.
+func publishSeq(res rueidis.RedisResult) (uint64, error) {
+	vals, err := res.ToArray()
+	if err != nil {
+		return 0, err
+	}
+	if len(vals) != 2 {
+		return 0, errors.New("publish script: unexpected reply")
+	}
+	n, err := vals[0].AsInt64()
+	return uint64(n), err
+}
+
+// published makes the event the store gave seq, and its stats, once the script has run.
+func (e *Engine) published(ctx context.Context, st *topicState, name domain.TopicName, seq uint64, enc encoded, now time.Time) (*domain.Event, domain.PublishStats, error) {
 	appended := e.now()
 	ev, err := decodeEvent(name, seq, enc.body)
 	if err != nil {

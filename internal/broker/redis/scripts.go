@@ -1,6 +1,11 @@
 package redis
 
-import "github.com/redis/rueidis"
+import (
+	"crypto/sha1"
+	"encoding/hex"
+
+	"github.com/redis/rueidis"
+)
 
 // The Lua scripts: each is one atomic step on one topic's keys (MULTI cannot branch on what it
 // reads). They are sent with EVALSHA (rueidis.NewLuaScript falls back to EVAL once per server
@@ -26,7 +31,14 @@ return 1
 // size, the encoded event. It takes the next seq, appends the event to the history trimmed
 // exactly to its bounds (count and bytes; the newest always stays, as in memory) and publishes it,
 // all in one step: seq, history and fan-out can never disagree. Returns {seq, epoch}.
-var scriptPublish = rueidis.NewLuaScript(`
+var scriptPublish = rueidis.NewLuaScript(publishSource)
+
+// publishSHA names the publish script in the EVALSHA commands of a batch, which are built here
+// rather than by rueidis' ExecMulti: that one sends SCRIPT LOAD before every batch, a second round
+// trip the batch exists to save.
+var publishSHA = func() string { h := sha1.Sum([]byte(publishSource)); return hex.EncodeToString(h[:]) }()
+
+const publishSource = `
 local e = redis.call('HGET', KEYS[1], 'e')
 if not e then return redis.error_reply('TOPIC_NOT_FOUND') end
 local s = redis.call('HINCRBY', KEYS[1], 's', 1)
@@ -44,7 +56,7 @@ if maxlen > 0 then
 end
 redis.call('PUBLISH', KEYS[3], 'm' .. e .. ':' .. s .. ':' .. ARGV[4])
 return {s, e}
-`)
+`
 
 // scriptRead: KEYS meta, history; ARGV mode ("last" or "range"), n (last) or after (range),
 // the range's last seq ("+" for the top), the range's limit. Returns {epoch, top seq, entries},

@@ -12,9 +12,11 @@ import (
 )
 
 // open are the routes served without authentication: the probes, which the kubelet calls with no
-// credentials, and /ws, whose handshake the WebSocket server authenticates itself (it also
-// accepts a token as a subprotocol).
-var open = map[string]bool{"/livez": true, "/readyz": true, "/ws": true}
+// credentials; /ws, whose handshake the WebSocket server authenticates itself (it also accepts a
+// token as a subprotocol); and the API descriptions, which say how to call the API and hold no
+// data (no topic, no count, no key): they are what a client, a code generator or a gateway
+// reads before it has a credential, and they are the documents in the source tree.
+var open = map[string]bool{"/livez": true, "/readyz": true, "/ws": true, "/openapi.json": true, "/asyncapi.json": true}
 
 // manage are the routes that need the manage scope, by method and route template.
 var manage = map[string]bool{http.MethodPost + " /topics": true, http.MethodDelete + " /topics/{name}": true}

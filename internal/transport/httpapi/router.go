@@ -24,6 +24,7 @@ import (
 	"github.com/pubsubd/pubsub/internal/auth"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/httpapi/api"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/telemetry"
 )
@@ -51,7 +52,8 @@ type Options struct {
 	ListPageMax int
 }
 
-// NewRouter returns the application's handler: REST, probes and /ws.
+// NewRouter returns the application's handler: REST, probes, /ws and the API descriptions
+// (GET /openapi.json and GET /asyncapi.json, see package api).
 func NewRouter(o Options) http.Handler {
 	h := &handlers{api: o.API, tel: o.Telemetry, ready: o.Ready, maxBody: o.MaxBodyBytes, pageMax: o.ListPageMax, auth: o.Auth}
 	if h.maxBody <= 0 {
@@ -73,19 +75,46 @@ func NewRouter(o Options) http.Handler {
 		h.tel.Metrics.Error(wire.CodeBadRequest)
 		wire.WriteError(w, http.StatusMethodNotAllowed, wire.CodeBadRequest, "method "+r.Method+" is not allowed on "+r.URL.Path)
 	}))
-	r.HandleFunc("/topics", h.createTopic).Methods(http.MethodPost)
-	r.HandleFunc("/topics", h.listTopics).Methods(http.MethodGet)
-	r.HandleFunc("/topics/{name}", h.deleteTopic).Methods(http.MethodDelete)
-	r.HandleFunc("/health", h.health).Methods(http.MethodGet)
-	r.HandleFunc("/stats", h.stats).Methods(http.MethodGet)
-	r.HandleFunc("/livez", h.livez).Methods(http.MethodGet)
-	r.HandleFunc("/readyz", h.readyz).Methods(http.MethodGet)
-	r.Handle("/ws", o.WS).Methods(http.MethodGet)
+	for _, rt := range h.routes(o.WS) {
+		r.Handle(rt.Path, rt.handler).Methods(rt.Method)
+	}
 	// The recoverer inside instrument turns a panic into the 500 that the span, the request metrics
 	// and the log (with the request's trace) all see; the outer one guards the unrouted handlers.
 	// The guard comes after both, so refusals are traced and counted like any other answer.
 	r.Use(h.instrument, h.recoverer, h.guard)
 	return h.recoverer(r)
+}
+
+// Route is one method and path template the router serves.
+type Route struct {
+	Method, Path string
+	handler      http.Handler
+}
+
+// routes is the one list of what the router serves: NewRouter registers exactly these, and Routes
+// reports them, so the test that holds openapi.json to the router reads the real table.
+func (h *handlers) routes(ws http.Handler) []Route {
+	return []Route{
+		{http.MethodPost, "/topics", http.HandlerFunc(h.createTopic)},
+		{http.MethodGet, "/topics", http.HandlerFunc(h.listTopics)},
+		{http.MethodDelete, "/topics/{name}", http.HandlerFunc(h.deleteTopic)},
+		{http.MethodGet, "/health", http.HandlerFunc(h.health)},
+		{http.MethodGet, "/stats", http.HandlerFunc(h.stats)},
+		{http.MethodGet, "/livez", http.HandlerFunc(h.livez)},
+		{http.MethodGet, "/readyz", http.HandlerFunc(h.readyz)},
+		{http.MethodGet, "/ws", ws},
+		{http.MethodGet, "/openapi.json", document(api.OpenAPI)},
+		{http.MethodGet, "/asyncapi.json", document(api.AsyncAPI)},
+	}
+}
+
+// Routes returns the method and path template of every route NewRouter registers, in order.
+func Routes() []Route {
+	rs := (&handlers{}).routes(nil)
+	for i := range rs {
+		rs[i].handler = nil
+	}
+	return rs
 }
 
 type handlers struct {
@@ -236,6 +265,15 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// document serves one of the API descriptions built into the binary (package api), as it is.
+func document(doc []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(doc)
+	}
 }
 
 // statusWriter remembers the status for metrics. It passes Hijack through for /ws.

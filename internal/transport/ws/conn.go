@@ -114,6 +114,9 @@ func (c *conn) holdPublishers() {
 // writer to take the replies before it reads on, and cuts the client off only if that does not
 // happen within a write timeout, or its socket fills meanwhile.
 func (c *conn) enqueue(r reply) {
+	if c.rd.batch.pending() {
+		c.flushPublishes() // the publishes read before r's frame are answered before it
+	}
 	if c.out.add(r, c.s.cfg.MaxPendingReplies, int(c.s.cfg.ReplyMaxBytes)) {
 		c.Wake()
 		return

@@ -15,7 +15,8 @@ import (
 )
 
 // Dispatch runs on the reader goroutine: a frame becomes a service call, and its answer a reply in
-// the outbox. Nothing here writes to the socket.
+// the outbox; a publish joins the connection's publish batch (publishbatch.go), served with the
+// publishes read with it. Nothing here writes to the socket.
 
 // serveFrame handles one message or control frame; p is only valid during the call.
 func (c *conn) serveFrame(op byte, p []byte) error {
@@ -63,6 +64,11 @@ func (c *conn) handle(data []byte) {
 		c.replyError(ctx, req.RequestID, "", err)
 		return
 	}
+	if req.Type != wire.TypePublish {
+		// Served after the publishes read before it: a subscribe's last_n sees them, and its
+		// reply follows theirs.
+		c.flushPublishes()
+	}
 	switch req.Type {
 	case wire.TypeSubscribe, wire.TypeUnsubscribe, wire.TypePublish:
 		if !c.authorize(ctx, req) {
@@ -88,11 +94,7 @@ func (c *conn) handle(data []byte) {
 		if !c.mayPublish(ctx, req) {
 			return
 		}
-		if err := c.publish(ctx, req); err != nil {
-			c.replyError(ctx, req.RequestID, string(req.Topic), err)
-			return
-		}
-		c.ack(req)
+		c.queuePublish(ctx, req)
 	}
 }
 
@@ -122,22 +124,6 @@ func (c *conn) subscribe(ctx context.Context, req wire.Request) {
 
 func (c *conn) ack(req wire.Request) {
 	c.enqueue(reply{typ: wire.TypeAck, data: wire.AppendAck(nil, req.RequestID, string(req.Topic), time.Now())})
-}
-
-// publish publishes, after a stall while the server's delivery is behind for subscribers that read
-// (see stallGate), for at most the configured bound. The reader reads nothing meanwhile, which is
-// what slows the client. The look at the gate comes before the publish, not after it, and is one
-// step with it (publishLocks): else every publishing connection would still add an event once the
-// gate had closed, and a hundred publishers would overflow a queue of a hundred.
-func (c *conn) publish(ctx context.Context, req wire.Request) error {
-	mu := c.s.pubLocks.of(string(req.Topic))
-	d := c.s.stall.admit(mu, c.s.cfg.PublishStallMax)
-	defer mu.Unlock() // deferred: a panic in the service must not leave the topic's publishers locked out
-	if d > 0 {
-		c.s.tel.Metrics.PublisherStalled(d)
-	}
-	_, err := c.s.api.Publish(ctx, service.PublishRequest{Topic: req.Topic, Message: req.Message})
-	return err
 }
 
 func (c *conn) replyError(ctx context.Context, requestID *string, topic string, err error) {

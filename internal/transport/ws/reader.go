@@ -28,13 +28,13 @@ const (
 // reader idle for a clock period parks its socket in the server's parker and ends, and the parker
 // starts a new one when input arrives (conn.resume).
 //
-// fr, quick, quickReads and publishes belong to the running reader goroutine. state moves between running,
-// parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
+// fr, quick, quickReads, publishes and batch belong to the running reader goroutine. state moves
+// between running, parked and done under the parker's lock. busy, lastRead and msgStart are set by the reader and
 // read (busy reset) by the server's clock; parkReq is set by the clock and taken by the reader;
 // stop is set by whoever ends the connection (the clock, for a message past MessageTimeout);
 // peerClosed is set by the reader and read by teardown. done is closed once, when reading is over.
-// fr is dropped (its budget given back) by the reader goroutine when reading ends, and released by
-// it before it parks: a parked or finished reader holds no buffer.
+// fr and batch are dropped (fr's budget given back) by the reader goroutine when reading ends, and
+// released by it before it parks: a parked or finished reader holds no buffer.
 type reader struct {
 	fr         wsframe.Stream
 	quick      bool // restarted by the parker: read without waiting, and park again if that was all
@@ -50,6 +50,7 @@ type reader struct {
 	msgStart   atomic.Int64 // unix nanoseconds when the message being read began to arrive; 0: none
 	peerClosed atomic.Bool  // the client sent a close frame: teardown echoes it
 	publishes  tokenBucket  // the publish rate limit; dispatch's, on the reader goroutine
+	batch      publishBatch // publishes read and not yet served; the reader goroutine's
 	done       chan struct{}
 }
 
@@ -107,6 +108,7 @@ func (c *conn) readerFinished() {
 func (c *conn) readLoop() {
 	if c.serveReads() {
 		c.rd.fr.Drop() // the buffers go back to the server's budget
+		c.rd.batch.release()
 		c.rd.state.Store(readDone)
 		c.readerFinished()
 	}
@@ -133,6 +135,7 @@ func (c *conn) serveReads() (finished bool) {
 	fr := &c.rd.fr
 	for {
 		if c.rd.stop.Load() {
+			c.flushPublishes() // read, so published and answered: never dropped
 			// A deadline set to end the reader may have been moved by frameRead.
 			c.readFailed(os.ErrDeadlineExceeded)
 			return true
@@ -146,12 +149,16 @@ func (c *conn) serveReads() (finished bool) {
 			}
 		}
 		if err != nil {
+			c.flushPublishes() // the publishes read before the frame that ends reading are served
 			c.readFailed(err)
 			return true
 		}
 		if ok {
 			continue
 		}
+		// Every complete frame buffered has been served: the publishes among them go to the
+		// service together, before the reader waits for more.
+		c.flushPublishes()
 		if !fr.Idle() && c.rd.msgStart.Load() == 0 {
 			// A message has begun to arrive: the server's clock gives it MessageTimeout to finish,
 			// pings in between or not (see Server.lookIdle).
@@ -216,6 +223,7 @@ func (c *conn) tryPark() bool {
 		return false
 	}
 	c.rd.fr.Release()
+	c.rd.batch.release()
 	return c.s.parker.park(c) == nil
 }
 

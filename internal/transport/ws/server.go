@@ -81,6 +81,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	api      service.API
+	batches  bool // api.BatchesPublishes: readers group the publishes they read (publishbatch.go)
 	tel      *telemetry.Telemetry
 	log      *slog.Logger
 	upgrader websocket.Upgrader
@@ -136,7 +137,7 @@ func NewServer(cfg Config, api service.API, tel *telemetry.Telemetry) *Server {
 	if cfg.BatchMaxBytes <= 0 {
 		cfg.BatchMaxBytes = 256 << 10
 	}
-	s := &Server{cfg: cfg, api: api, tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
+	s := &Server{cfg: cfg, api: api, batches: api != nil && api.BatchesPublishes(), tel: tel, log: tel.Logger, conns: make(map[*conn]struct{})}
 	s.pubLocks.seed = maphash.MakeSeed()
 	s.limits.maxTotal, s.limits.maxPerAddr = cfg.MaxConnections, cfg.MaxConnectionsPerAddr
 	s.upgrader = websocket.Upgrader{

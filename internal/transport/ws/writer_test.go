@@ -136,6 +136,9 @@ func (f *fakeSocket) waitUntil(t *testing.T, cond func() bool) {
 // detachAPI is the part of service.API a connection calls at teardown.
 type detachAPI struct{ service.API }
 
+// BatchesPublishes: the unit tests' connections publish nothing.
+func (detachAPI) BatchesPublishes() bool { return false }
+
 func (detachAPI) Detach(subs []*domain.Subscription) (lost uint64) {
 	for _, s := range subs {
 		lost += s.Abandon()

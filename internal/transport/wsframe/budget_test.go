@@ -189,3 +189,39 @@ func FuzzStreamBudget(f *testing.F) {
 		}
 	})
 }
+
+// A read that fills the buffer says more is waiting: small frames pipelined by a client are read
+// many at a time once the buffer has doubled, up to Free and never beyond, with nothing taken
+// from the budget; a buffer that reads never fill stays as it is.
+func TestFullReadsGrowTheBufferUpToFree(t *testing.T) {
+	mask := [4]byte{1, 2, 3, 4}
+	var in []byte
+	for range 2000 {
+		in = AppendFrame(in, OpText, &mask, bytes.Repeat([]byte("p"), 90)) // 96 bytes a frame
+	}
+	budget := domain.NewBudget(1 << 20)
+	s := serverStream(budget)
+	// A socket with everything waiting: every read fills what Spare offers.
+	msgs, err := feed(s, in, len(in))
+	if err != nil || len(msgs) != 2000 {
+		t.Fatalf("%d messages, %v", len(msgs), err)
+	}
+	if s.Cap() != 16<<10 || budget.Used() != 0 {
+		t.Fatalf("buffer %d bytes, %d taken from the budget; want 16 KiB (Free) and 0", s.Cap(), budget.Used())
+	}
+
+	// Reads of 100 bytes never fill the 512 bytes offered: no growth.
+	s = serverStream(budget)
+	if msgs, err = feed(s, in[:96*50], 100); err != nil || len(msgs) != 50 {
+		t.Fatalf("%d messages, %v", len(msgs), err)
+	}
+	if s.Cap() != 512 {
+		t.Fatalf("buffer %d bytes after reads that never filled it; want 512", s.Cap())
+	}
+	// Released (a parked reader), the stream starts again from MinBuf.
+	s.Release()
+	s.Spare()
+	if s.Cap() != 512 {
+		t.Fatalf("buffer %d bytes after Release; want 512", s.Cap())
+	}
+}

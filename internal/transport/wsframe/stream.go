@@ -28,9 +28,11 @@ var ErrNoBuffer = errors.New("buffer memory exhausted")
 type Stream struct {
 	Reader      // fragments and the size limit
 	Masked bool // frames must be masked (a server reading its client) or must not be (a client)
-	// A stream reads into MinBuf bytes at first. The buffer grows only when an unfinished frame
-	// fills it: by doubling up to that frame's size, and by at most MaxBuf a step (when set) while
-	// the frame's size is not known yet.
+	// A stream reads into MinBuf bytes at first. The buffer grows when an unfinished frame fills
+	// it: by doubling up to that frame's size, and by at most MaxBuf a step (when set) while the
+	// frame's size is not known yet. It also doubles, up to Free, when a read filled it to the end
+	// (more was likely waiting): a client that pipelines small frames is then read many frames a
+	// read, which lets the reader serve them together, instead of the two or three MinBuf holds.
 	MinBuf, MaxBuf int
 	// Free is how many bytes of buffers the stream may hold without asking Budget; nil Budget:
 	// no limit beyond the message size limit.
@@ -41,6 +43,7 @@ type Stream struct {
 	r    int
 	want int   // the whole size of the unfinished frame at buf[r:] once its header is parsed; else 0
 	held int64 // bytes taken from Budget
+	full bool  // the last Filled reached the buffer's end
 	err  error // sticky: ErrNoBuffer
 }
 
@@ -66,6 +69,14 @@ func (s *Stream) Spare() []byte {
 		// A large message is done with: shrink back to what the stream holds for free, giving the
 		// rest back to Budget, rather than keep it for the next message.
 		if !s.resize(keep) {
+			return nil
+		}
+	}
+	if full := s.full; full && len(s.buf) < cap(s.buf) && cap(s.buf) < s.Free {
+		// Compaction made room, but the read before filled the buffer: offer the next read more,
+		// up to the free share (Budget pays only for a fragmented message held beside it).
+		s.full = false
+		if !s.resize(min(2*cap(s.buf), s.Free)) {
 			return nil
 		}
 	}
@@ -120,7 +131,10 @@ func (s *Stream) settle() {
 }
 
 // Filled records n bytes read into Spare's slice.
-func (s *Stream) Filled(n int) { s.buf = s.buf[:len(s.buf)+n] }
+func (s *Stream) Filled(n int) {
+	s.buf = s.buf[:len(s.buf)+n]
+	s.full = n > 0 && len(s.buf) == cap(s.buf)
+}
 
 // Write adds bytes received some other way (after a handshake, say) as if read. Bytes that find no
 // buffer (ErrNoBuffer) are dropped: Next reports the error.
@@ -148,14 +162,14 @@ func (s *Stream) Held() int64 { return s.held }
 
 // Release drops the buffer; only valid when Idle.
 func (s *Stream) Release() {
-	s.buf, s.r, s.want = nil, 0, 0
+	s.buf, s.r, s.want, s.full = nil, 0, 0, false
 	s.settle()
 }
 
 // Drop drops everything, half-read frames and messages included, and gives Budget back all it
 // holds: the connection is over.
 func (s *Stream) Drop() {
-	s.buf, s.r, s.want = nil, 0, 0
+	s.buf, s.r, s.want, s.full = nil, 0, 0, false
 	s.msg, s.frag = nil, false
 	s.settle()
 }
