@@ -25,7 +25,7 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/pubsubd /pubsubd
 COPY --from=build /out/pubsubctl /pubsubctl
 USER 65532:65532
-# 8080: WebSocket /ws and REST; 9464: admin (/metrics, /debug/pprof).
+# 8080: WebSocket /ws and REST; 9464: admin (/metrics, the web console /console/, /debug/pprof).
 EXPOSE 8080 9464
 ENV PUBSUB_LOG_FORMAT=json
 ENTRYPOINT ["/pubsubd"]

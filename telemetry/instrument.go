@@ -66,6 +66,7 @@ type opSpan struct {
 	in    *instrumented
 	ctx   context.Context
 	op    string
+	topic domain.TopicName // for a limit refusal's incident
 	start time.Time
 	span  trace.Span
 }
@@ -80,7 +81,7 @@ func (in *instrumented) begin(ctx context.Context, op, verb string, topic domain
 		span.SetName(verb + " " + string(topic))
 		span.SetAttributes(systemPubsub, attrDestination.String(string(topic)))
 	}
-	return ctx, opSpan{in: in, ctx: ctx, op: op, start: start, span: span}
+	return ctx, opSpan{in: in, ctx: ctx, op: op, topic: topic, start: start, span: span}
 }
 
 // end records the outcome: error attributes and status on a recording span, and the operation's
@@ -97,7 +98,7 @@ func (o opSpan) end(err error) {
 	}
 	if err != nil {
 		if limit := domain.LimitOf(err); limit != "" {
-			o.in.t.Metrics.LimitRejected(limit)
+			o.in.t.Metrics.LimitRejectedFor(limit, string(o.topic), "")
 			o.in.t.Refusals.Warn(o.ctx, "limit refused an operation", "operation", o.op, "limit", limit, "error", err.Error())
 		}
 	}

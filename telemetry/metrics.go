@@ -128,6 +128,10 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 
+	// Incidents keeps the recent slow-consumer episodes and limit refusals for the web console:
+	// LimitRejected records each refusal there as it counts it.
+	Incidents *Incidents
+
 	gauges Gauges
 }
 
@@ -177,7 +181,7 @@ type Labels struct {
 // NewMetrics registers every series on a fresh registry, every labelled child at zero.
 func NewMetrics(info BuildInfo, labels Labels) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{Registry: reg}
+	m := &Metrics{Registry: reg, Incidents: NewIncidents(DefaultIncidents)}
 	g := &m.gauges
 
 	opsTotal := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubsub_operations_total",
@@ -352,13 +356,18 @@ func (m *Metrics) Panicked(component string) {
 }
 
 // LimitRejected counts one refusal by limit (one of the Limit* constants; anything else counts as
-// LimitOther).
-func (m *Metrics) LimitRejected(limit string) {
+// LimitOther) and records it in Incidents, when the refusal's topic and client are not known.
+func (m *Metrics) LimitRejected(limit string) { m.LimitRejectedFor(limit, "", "") }
+
+// LimitRejectedFor is LimitRejected for a refusal whose topic or client address (either may be
+// empty) is known: the incident then says which, as the refusal's log line does.
+func (m *Metrics) LimitRejectedFor(limit, topic, remote string) {
 	c := m.limitRejections[limit]
 	if c == nil {
 		c = m.limitRejections[LimitOther]
 	}
 	c.Inc()
+	m.Incidents.Add(Incident{Kind: IncidentLimit, Limit: limit, Topic: topic, Remote: remote})
 }
 
 // AuthFailed counts one refusal by authentication or authorization (one of the Auth* constants;

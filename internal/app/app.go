@@ -29,6 +29,7 @@ import (
 	"github.com/pubsubd/pubsub/internal/config"
 	"github.com/pubsubd/pubsub/internal/domain"
 	"github.com/pubsubd/pubsub/internal/service"
+	"github.com/pubsubd/pubsub/internal/transport/console"
 	"github.com/pubsubd/pubsub/internal/transport/httpapi"
 	"github.com/pubsubd/pubsub/internal/transport/wire"
 	"github.com/pubsubd/pubsub/internal/transport/ws"
@@ -160,12 +161,13 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Topics: broker.LocalCounts, Ready: func() bool { return svc.Ready(context.Background()) == nil }})
 
 	errorLog := slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn)
+	router := httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready, Auth: authn,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, ListPageMax: cfg.Limits.ListPageMax})
 	a := &App{
 		cfg: cfg, version: opts.Version, revision: opts.Revision,
 		log: tel.Logger, tel: tel, svc: svc, ws: wsServer, engine: engine,
 		app: &http.Server{
-			Handler: httpapi.NewRouter(httpapi.Options{API: api, Telemetry: tel, WS: wsServer, Ready: svc.Ready, Auth: authn,
-				MaxBodyBytes: cfg.Limits.MaxBodyBytes, ListPageMax: cfg.Limits.ListPageMax}),
+			Handler: router,
 			// Without these a client holds a connection (and its goroutine) for ever by sending
 			// nothing, half a request, or keeping it idle. ReadTimeout also bounds /ws handshakes;
 			// ws clears it on the upgraded socket.
@@ -178,7 +180,17 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		stopRequested: make(chan struct{}),
 	}
 	if cfg.AdminAddr != "" {
-		a.admin = &http.Server{Handler: adminMux(tel, cfg.PprofEnabled), ReadHeaderTimeout: 10 * time.Second,
+		// The web console serves the application's own router (REST and /ws) to its page, so
+		// the page and the API share the admin origin (see internal/transport/console).
+		var con http.Handler
+		if !cfg.ConsoleDisabled {
+			engineName := "memory"
+			if cfg.Backplane.Redis() {
+				engineName = "redis"
+			}
+			con = console.Handler(console.Options{App: router, Auth: authn, Replicas: svc.Replicas, Engine: engineName, Telemetry: tel})
+		}
+		a.admin = &http.Server{Handler: adminMux(tel, cfg.PprofEnabled, con), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: time.Minute, IdleTimeout: time.Minute, ErrorLog: errorLog}
 	}
 	return a, nil
@@ -425,12 +437,16 @@ func (a *App) shutdown(ctx context.Context, ln, adminLn net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// adminMux serves metrics and profiles on their own listener, never on http.DefaultServeMux, so
+// adminMux serves metrics, the web console (con; nil when it is off) and profiles on their own listener, never on http.DefaultServeMux, so
 // they can be kept off the public port.
 // Profiles are mounted only when pprof is enabled (PUBSUB_PPROF): they reveal the process's
 // memory and code, and a CPU profile or trace costs CPU while it runs.
-func adminMux(tel *telemetry.Telemetry, pprofEnabled bool) *http.ServeMux {
+func adminMux(tel *telemetry.Telemetry, pprofEnabled bool, con http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
+	if con != nil {
+		mux.Handle(console.Prefix, con)
+		mux.Handle("/console", http.RedirectHandler(console.Prefix, http.StatusFound))
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(tel.Metrics.Registry, promhttp.HandlerOpts{
 		EnableOpenMetrics: true, Registry: tel.Metrics.Registry, ErrorLog: slog.NewLogLogger(tel.Logger.Handler(), slog.LevelWarn),
 	}))

@@ -119,6 +119,13 @@ var rules = []rule{
 		forbidden: []string{mod + "/internal/transport/httpapi"},
 	},
 	{
+		// The console gets the application's handler injected: it never builds or reaches into
+		// the transports it serves to its page.
+		name:      "console transport",
+		applies:   []string{mod + "/internal/transport/console"},
+		forbidden: []string{mod + "/internal/transport/ws", mod + "/internal/transport/httpapi"},
+	},
+	{
 		name:      "httpapi transport",
 		applies:   []string{mod + "/internal/transport/httpapi"},
 		forbidden: []string{mod + "/internal/transport/ws"},

@@ -44,6 +44,9 @@ type Config struct {
 	Auth Auth
 	// PprofEnabled serves /debug/pprof on the admin listener.
 	PprofEnabled bool
+	// ConsoleDisabled keeps the web console (and the application's API it serves to its page) off
+	// the admin listener. The zero value serves it, as PUBSUB_CONSOLE's default does.
+	ConsoleDisabled bool
 	// Backplane chooses the engine and, for Redis, how to reach it (see backplane.go).
 	Backplane Backplane
 }
@@ -178,6 +181,14 @@ func settings() []setting {
 		}},
 		{"pprof", "PUBSUB_PPROF", "false", "serve /debug/pprof on the admin listener", func(c *Config, v string) error {
 			return boolean(&c.PprofEnabled, v)
+		}},
+		{"console", "PUBSUB_CONSOLE", "true", "serve the web console (/console/) on the admin listener", func(c *Config, v string) error {
+			on := true
+			if err := boolean(&on, v); err != nil {
+				return err
+			}
+			c.ConsoleDisabled = !on
+			return nil
 		}},
 	}
 	return append(append(base, limitSettings()...), backplaneSettings()...)
@@ -418,6 +429,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("allowed_origins", c.AllowedOrigins),
 		slog.Int("trace_delivery_spans", c.DeliverySpans),
 		slog.Bool("pprof", c.PprofEnabled),
+		slog.Bool("console", !c.ConsoleDisabled),
 		slog.Any("limits", c.Limits),
 		slog.Bool("auth", c.Auth.Enabled()),
 		slog.Any("backplane", c.Backplane),

@@ -316,6 +316,17 @@ type TopicStats struct {
 	Subscribers int
 }
 
+// ReplicaStats is a point-in-time reading of one process of the service as its engine sees it:
+// the memory engine has one (Self, no ID, no Heartbeat); a shared engine lists every replica with a
+// fresh heartbeat.
+type ReplicaStats struct {
+	ID          string    // the replica's id; empty for the memory engine's single process
+	Self        bool      // the process that answers
+	Topics      int       // topics it has subscribers on
+	Subscribers int       // its subscriptions
+	Heartbeat   time.Time // its last heartbeat; zero for Self and for the memory engine
+}
+
 // Stats reads the topic's counters.
 func (t *Topic) Stats() TopicStats {
 	t.mu.Lock()

@@ -36,6 +36,9 @@ type Broker interface {
 	// Counts returns the numbers of topics and subscriptions, cluster-wide on a shared engine
 	// (for /health).
 	Counts(ctx context.Context) (topics, subscriptions int, err error)
+	// Replicas returns the processes that share the topics, this one first: one on the memory
+	// engine, every replica with a fresh heartbeat on a shared engine (for the web console).
+	Replicas(ctx context.Context) ([]domain.ReplicaStats, error)
 	// LocalCounts returns this process's topics and subscriptions with no I/O, cheaply enough to
 	// be read at every scrape (for the gauges).
 	LocalCounts() (topics, subscriptions int)
@@ -249,6 +252,12 @@ func (s *Service) Health(ctx context.Context) (Health, error) {
 		return Health{}, err
 	}
 	return Health{Uptime: s.clock.Now().Sub(s.started), Topics: topics, Subscriptions: subs}, nil
+}
+
+// Replicas returns the processes that serve the topics, this one first. It is not part of API:
+// no client operation needs it; the admin listener's web console reads it.
+func (s *Service) Replicas(ctx context.Context) ([]domain.ReplicaStats, error) {
+	return s.broker.Replicas(ctx)
 }
 
 // Subscribe registers a subscription and queues its replay.

@@ -37,6 +37,7 @@ func Run(t *testing.T, newBroker Factory) {
 		{"detach never removes a newer subscription", testDetach},
 		{"delete ends subscriptions and a recreated topic starts empty", testDeleteRecreate},
 		{"topics are listed sorted with counts", testTopicsSorted},
+		{"replicas list the answering process first", testReplicasSelf},
 		{"topics are isolated", testIsolation},
 		{"concurrent publishers and subscribers", testConcurrent},
 		{"drop_oldest overflow", testDropOldest},
@@ -626,6 +627,33 @@ func testTopicsSorted(t *testing.T, newBroker Factory) {
 		domain.TopicStats{Name: "alpha"},
 		domain.TopicStats{Name: "orders", Messages: 3, Subscribers: 2},
 	)
+}
+
+// testReplicasSelf: whatever else an engine lists, the process that answers comes first, marked
+// Self, with the topics it has subscribers on and its subscriptions, read live.
+func testReplicasSelf(t *testing.T, newBroker Factory) {
+	b := newBroker(t, config(10, 20, domain.DropOldest))
+	mustCreate(t, b, "a", "b", "idle")
+	live(t, b, "a", "c1", NewWaker())
+	live(t, b, "a", "c2", NewWaker())
+	live(t, b, "b", "c1", NewWaker())
+	rs, err := b.Replicas(t.Context())
+	if err != nil {
+		t.Fatalf("Replicas: %v", err)
+	}
+	if len(rs) == 0 {
+		t.Fatal("Replicas() is empty: the answering process is missing")
+	}
+	self := rs[0]
+	self.ID = ""
+	if self != (domain.ReplicaStats{Self: true, Topics: 2, Subscribers: 3}) {
+		t.Fatalf("Replicas()[0] = %+v, want Self with 2 topics and 3 subscriptions", rs[0])
+	}
+	for _, r := range rs[1:] {
+		if r.Self {
+			t.Fatalf("Replicas() = %+v: only the first is Self", rs)
+		}
+	}
 }
 
 func testIsolation(t *testing.T, newBroker Factory) {

@@ -87,5 +87,17 @@ func (b *Broker) Counts(context.Context) (topics, subscriptions int, err error) 
 // LocalCounts returns the number of topics and subscriptions, with no I/O.
 func (b *Broker) LocalCounts() (topics, subscriptions int) { return b.reg.Counts() }
 
+// Replicas returns the one process that holds every topic: this one.
+func (b *Broker) Replicas(context.Context) ([]domain.ReplicaStats, error) {
+	self := domain.ReplicaStats{Self: true}
+	for _, t := range b.reg.Stats() {
+		if t.Subscribers > 0 {
+			self.Topics++
+			self.Subscribers += t.Subscribers
+		}
+	}
+	return []domain.ReplicaStats{self}, nil
+}
+
 // Ready is always nil: the engine is in the process and takes work as long as it runs.
 func (b *Broker) Ready(context.Context) error { return nil }

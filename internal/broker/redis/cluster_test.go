@@ -71,6 +71,10 @@ func (c *cluster) Counts(ctx context.Context) (int, int, error) { return c.subs.
 
 func (c *cluster) LocalCounts() (int, int) { return c.subs.LocalCounts() }
 
+func (c *cluster) Replicas(ctx context.Context) ([]domain.ReplicaStats, error) {
+	return c.subs.Replicas(ctx)
+}
+
 func (c *cluster) Ready(ctx context.Context) error { return c.pubs.Ready(ctx) }
 
 // Three replicas: the same contract, with subscribers and publishers on different engines.

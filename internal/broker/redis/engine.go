@@ -851,5 +851,5 @@ func (e *Engine) heartbeat() {
 	})
 }
 
-// Replicas returns how many replicas had a fresh heartbeat at the last look.
-func (e *Engine) Replicas() int { return int(e.replicas.Load()) }
+// ReplicaCount returns how many replicas had a fresh heartbeat at the last look.
+func (e *Engine) ReplicaCount() int { return int(e.replicas.Load()) }

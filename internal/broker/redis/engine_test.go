@@ -294,8 +294,8 @@ func TestStatsAcrossReplicas(t *testing.T) {
 		}
 		waitTick()
 	}
-	if b.Replicas() < 2 {
-		t.Fatalf("replicas seen = %d, want 2", b.Replicas())
+	if b.ReplicaCount() < 2 {
+		t.Fatalf("replicas seen = %d, want 2", b.ReplicaCount())
 	}
 }
 
@@ -418,5 +418,68 @@ func TestOwnerRecordsForgotten(t *testing.T) {
 	f.check(t)
 	if n := obs.takeovers.Load(); n != 0 {
 		t.Fatalf("%d takeover messages sent to a replica that is gone", n)
+	}
+}
+
+// Replicas lists this replica first with its live counts, then every other replica with a fresh
+// heartbeat and the counts it wrote there; a closed replica leaves the list.
+func TestReplicasListsTheFreshOnes(t *testing.T) {
+	p := newPrefix()
+	a, b := newEngine(t, testConfig(10, 100), options(p, "a")), newEngine(t, testConfig(10, 100), options(p, "b"))
+	c := newEngine(t, testConfig(10, 100), options(p, "c"))
+	for _, name := range []domain.TopicName{"t", "u"} {
+		if err := a.CreateTopic(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f1, _ := subscribe(t, a, "t", "s1", 0)
+	defer f1.check(t)
+	f2, _ := subscribe(t, a, "u", "s2", 0)
+	defer f2.check(t)
+	f3, _ := subscribe(t, a, "u", "s3", 0)
+	defer f3.check(t)
+
+	want := []domain.ReplicaStats{{ID: "b", Self: true}, {ID: "a", Topics: 2, Subscribers: 3}, {ID: "c"}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := b.Replicas(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := len(got) == len(want)
+		for i := 0; same && i < len(got); i++ {
+			g := got[i]
+			fresh := g.Self == g.Heartbeat.IsZero() && (g.Self || time.Since(g.Heartbeat) < time.Minute)
+			g.Heartbeat = time.Time{}
+			same = g == want[i] && fresh
+		}
+		if same {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's replicas %+v, want %+v (self without a heartbeat, the others with a recent one)", got, want)
+		}
+		waitTick()
+	}
+	self, err := a.Replicas(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self[0] != (domain.ReplicaStats{ID: "a", Self: true, Topics: 2, Subscribers: 3}) {
+		t.Errorf("a's own entry %+v, want its live counts first", self[0])
+	}
+	_ = c.Close()
+	for {
+		got, err := b.Replicas(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 2 && got[1].ID == "a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after c closed, b's replicas %+v, want b and a", got)
+		}
+		waitTick()
 	}
 }

@@ -80,7 +80,7 @@ func (pg page) link(w http.ResponseWriter, r *http.Request, next string) {
 // limit rejection and logged at a bounded rate.
 func (h *handlers) bodyTooLarge(w http.ResponseWriter, r *http.Request) {
 	status, code, msg := wire.HTTPError(domain.Errorf(domain.KindTooLarge, "request body is larger than %d bytes", h.maxBody))
-	h.tel.Metrics.LimitRejected(telemetry.LimitBodySize)
+	h.tel.Metrics.LimitRejectedFor(telemetry.LimitBodySize, "", r.RemoteAddr)
 	h.tel.Metrics.Error(code)
 	h.tel.Refusals.Warn(r.Context(), "http request refused: body too large", "method", r.Method, "path", r.URL.Path,
 		"limit", h.maxBody, "remote", r.RemoteAddr)

@@ -126,7 +126,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
 		err = domain.Errorf(domain.KindRateLimited, "your address holds its limit of %d connections; close one first", s.cfg.MaxConnectionsPerAddr)
 	}
 	status, code, msg := wire.HTTPError(err)
-	s.tel.Metrics.LimitRejected(limit)
+	s.tel.Metrics.LimitRejectedFor(limit, "", r.RemoteAddr)
 	s.tel.Metrics.Error(code)
 	s.tel.Refusals.Warn(r.Context(), "ws handshake refused by a limit", "limit", limit, "remote", r.RemoteAddr)
 	w.Header().Set("Retry-After", "1")

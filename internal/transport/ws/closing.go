@@ -64,6 +64,8 @@ func (c *conn) disconnectSlow() error {
 		"subscriber queue overflowed ("+strconv.FormatUint(lost, 10)+" messages undelivered); disconnecting", now))
 	c.logf(context.Background(), slog.LevelWarn, "slow consumer disconnected", "topic", string(sub.Topic), "client_id", sub.ClientID,
 		"dropped", lost, "policy", "disconnect")
+	m.Incidents.Add(telemetry.Incident{Kind: telemetry.IncidentSlowConsumer, Policy: "disconnect",
+		Topic: string(sub.Topic), ClientID: sub.ClientID, Dropped: lost})
 	c.setClose(websocket.ClosePolicyViolation, "slow consumer")
 	_ = c.w.sock.write(b.buf, now)
 	c.w.stats.add(c.s.tel, &b.st, time.Now())

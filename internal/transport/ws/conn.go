@@ -128,7 +128,7 @@ func (c *conn) enqueue(r reply) {
 	case replyEnding:
 		return // the connection is being torn down: the reply has nobody to go to
 	}
-	c.s.tel.Metrics.LimitRejected(telemetry.LimitReplies)
+	c.s.tel.Metrics.LimitRejectedFor(telemetry.LimitReplies, "", c.remote)
 	c.s.tel.Refusals.Warn(context.Background(), "ws connection closed: replies not read", "conn_id", c.id,
 		"remote", c.remote, "limit", telemetry.LimitReplies, "max_reply_bytes", c.s.cfg.ReplyMaxBytes)
 	c.setClose(websocket.ClosePolicyViolation, "replies not read")

@@ -55,7 +55,7 @@ func (c *conn) handle(data []byte) {
 	if err != nil {
 		typ = wire.TypeInvalid
 		if wire.IsLengthError(err) {
-			c.s.tel.Metrics.LimitRejected(telemetry.LimitFieldLength)
+			c.s.tel.Metrics.LimitRejectedFor(telemetry.LimitFieldLength, "", c.remote)
 		}
 	}
 	c.s.tel.Metrics.FrameIn(typ, len(data))

@@ -76,7 +76,7 @@ func (c *conn) maySubscribe(ctx context.Context, req wire.Request) bool {
 // rate, and the error echoes the request_id.
 func (c *conn) refuseLimit(ctx context.Context, req wire.Request, limit string, err error) {
 	code, msg := wire.WSError(err)
-	c.s.tel.Metrics.LimitRejected(limit)
+	c.s.tel.Metrics.LimitRejectedFor(limit, string(req.Topic), c.remote)
 	c.s.tel.Metrics.Error(code)
 	c.logRefusal(ctx, "ws request refused by a limit", "limit", limit, "type", req.Type, "topic", string(req.Topic))
 	c.enqueue(reply{typ: wire.TypeError, data: wire.AppendError(nil, req.RequestID, "", code, msg, time.Now())})

@@ -245,7 +245,7 @@ func (c *conn) readFailed(err error) {
 // logs it at the refusal log's bounded rate.
 func (c *conn) refused(ce *closeError) {
 	if ce.limit != "" {
-		c.s.tel.Metrics.LimitRejected(ce.limit)
+		c.s.tel.Metrics.LimitRejectedFor(ce.limit, "", c.remote)
 	}
 	c.s.tel.Refusals.Warn(context.Background(), "ws connection refused", "conn_id", c.id, "remote", c.remote,
 		"close_code", ce.code, "reason", ce.reason, "limit", ce.limit)

@@ -267,7 +267,7 @@ func (c *conn) finishBatch() error {
 // bufferRefused counts a batch that the shared buffer budget kept at the connection's own
 // allowance: it goes out in smaller pieces, and the client is not failed for it.
 func (c *conn) bufferRefused() {
-	c.s.tel.Metrics.LimitRejected(telemetry.LimitBufferMemory)
+	c.s.tel.Metrics.LimitRejectedFor(telemetry.LimitBufferMemory, "", c.remote)
 	c.s.tel.Refusals.Warn(context.Background(), "write batch kept small: the connection buffer budget is spent",
 		"conn_id", c.id, "remote", c.remote, "limit", telemetry.LimitBufferMemory, "budget_bytes", c.s.cfg.Buffers.Limit())
 }
@@ -364,4 +364,6 @@ func (c *conn) endEpisode(sub *domain.Subscription, now time.Time) {
 	}
 	c.logf(context.Background(), slog.LevelWarn, "slow consumer dropped messages", "topic", string(sub.Topic), "client_id", sub.ClientID,
 		"dropped", e.lost, "policy", "drop_oldest", "duration", now.Sub(e.since).String())
+	c.s.tel.Metrics.Incidents.Add(telemetry.Incident{Kind: telemetry.IncidentSlowConsumer, Policy: "drop_oldest",
+		Topic: string(sub.Topic), ClientID: sub.ClientID, Dropped: e.lost})
 }
