@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/pubsubd/pubsub/internal/transport/wire"
@@ -201,38 +202,19 @@ func topicsList(e *env, args []string) error {
 	if len(pos) > 0 {
 		return usageErr("topics list takes no arguments, got %q", pos)
 	}
-	rc := newREST(&c)
-	var all []wire.TopicItem
-	for after := ""; ; {
-		var page wire.TopicList
-		path := "/topics"
-		if after != "" {
-			path += "?after=" + url.QueryEscape(after)
+	var lines []topicLine
+	err = fetchPages(e.ctx, newREST(&c), "/topics", func(page *wire.TopicList) string {
+		for _, t := range page.Topics {
+			lines = append(lines, topicLine(t))
 		}
-		if err := rc.do(e.ctx, http.MethodGet, path, nil, &page); err != nil {
-			return err
-		}
-		all = append(all, page.Topics...)
-		if page.Next == "" || page.Next == after {
-			break
-		}
-		after = page.Next
+		return page.Next
+	})
+	if err != nil {
+		return err
 	}
-	if c.json() {
-		out := printer{e.stdout, true}
-		for _, t := range all {
-			if err := out.line(topicLine(t), ""); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSUBSCRIBERS")
-	for _, t := range all {
-		fmt.Fprintf(tw, "%s\t%d\n", t.Name, t.Subscribers)
-	}
-	return tw.Flush()
+	return writeRows(e, c.json(), "NAME\tSUBSCRIBERS", lines, func(t topicLine) string {
+		return fmt.Sprintf("%s\t%d", t.Name, t.Subscribers)
+	})
 }
 
 // statsLine is one line of "stats -o json".
@@ -259,47 +241,59 @@ func statsCmd(e *env, args []string) error {
 	if len(pos) > 0 {
 		return usageErr("stats takes no arguments, got %q", pos)
 	}
-	rc := newREST(&c)
 	var lines []statsLine
-	for after := ""; ; {
-		var page wire.Stats
-		path := "/stats"
-		if after != "" {
-			path += "?after=" + url.QueryEscape(after)
+	err = fetchPages(e.ctx, newREST(&c), "/stats", func(page *wire.Stats) string {
+		for name, st := range page.Topics {
+			lines = append(lines, statsLine{Topic: name, Messages: st.Messages, Subscribers: st.Subscribers})
 		}
-		if err := rc.do(e.ctx, http.MethodGet, path, nil, &page); err != nil {
+		return page.Next
+	})
+	if err != nil {
+		return err
+	}
+	// A page is a JSON object, so its topics come in no order.
+	slices.SortFunc(lines, func(a, b statsLine) int { return strings.Compare(a.Topic, b.Topic) })
+	return writeRows(e, c.json(), "TOPIC\tMESSAGES\tSUBSCRIBERS", lines, func(l statsLine) string {
+		return fmt.Sprintf("%s\t%d\t%d", l.Topic, l.Messages, l.Subscribers)
+	})
+}
+
+// fetchPages GETs path and every page after it (the after cursor from each page's next), handing
+// each decoded page to take, which returns that page's next cursor.
+func fetchPages[P any](ctx context.Context, rc *restClient, path string, take func(*P) string) error {
+	for after := ""; ; {
+		var page P
+		p := path
+		if after != "" {
+			p += "?after=" + url.QueryEscape(after)
+		}
+		if err := rc.do(ctx, http.MethodGet, p, nil, &page); err != nil {
 			return err
 		}
-		for name, s := range page.Topics {
-			lines = append(lines, statsLine{Topic: name, Messages: s.Messages, Subscribers: s.Subscribers})
+		next := take(&page)
+		if next == "" || next == after {
+			return nil
 		}
-		if page.Next == "" || page.Next == after {
-			break
-		}
-		after = page.Next
+		after = next
 	}
-	slices.SortFunc(lines, func(a, b statsLine) int {
-		switch {
-		case a.Topic < b.Topic:
-			return -1
-		case a.Topic > b.Topic:
-			return 1
-		}
-		return 0
-	})
-	if c.json() {
+}
+
+// writeRows prints rows as JSON lines, or as a table under header with cells giving each row's
+// tab-separated cells.
+func writeRows[T any](e *env, asJSON bool, header string, rows []T, cells func(T) string) error {
+	if asJSON {
 		out := printer{e.stdout, true}
-		for _, l := range lines {
-			if err := out.line(l, ""); err != nil {
+		for _, r := range rows {
+			if err := out.line(r, ""); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tMESSAGES\tSUBSCRIBERS")
-	for _, l := range lines {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", l.Topic, l.Messages, l.Subscribers)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, cells(r))
 	}
 	return tw.Flush()
 }
